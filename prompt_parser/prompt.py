@@ -95,7 +95,8 @@ def parse_prompt(
 def old_timelines_differ(prompt: str, base_steps: int, hires_steps: int | None = None) -> bool:
     """Whether "Use old prompt editing timelines" would change this prompt's schedule.
 
-    The generator records `Old prompt editing timelines: True` in the infotext only then.
+    With that option on, A1111 records `Old prompt editing timelines: True` in the
+    infotext only when this is true.
     """
     new = parse_prompt(prompt, base_steps, hires_steps)
     old = parse_prompt(prompt, base_steps, hires_steps, old_timelines=True)
