@@ -1,0 +1,1 @@
+"""The generation backend: conditioning, samplers, seeds, the denoising loop, txt2img."""

@@ -1,0 +1,1 @@
+"""Checkpoints: discovery, family detection, offline loading, hashes."""
