@@ -1,0 +1,211 @@
+"""Text conditioning with A1111's semantics: 75-token chunks, emphasis, BREAK, clip skip.
+
+One *encode group* is the set of texts A1111 encodes in one call: the scheduled texts of
+one prompt (one AND part, or a negative prompt). Within a group every text gets the same
+number of 77-token chunks, and "Original" emphasis restores the mean over the whole group,
+so grouping is part of the result. Each distinct text is still encoded once: a text
+that the schedule lists several times (alternation) is weighted by its count instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from prompt_parser import BREAK, attention_runs
+
+from ..models.model import SDModel
+
+CHUNK_TOKENS = 75  # prompt tokens per chunk; with BOS and EOS a chunk is 77
+EMPHASIS_MODES = ("Original", "No norm", "Ignore", "None")
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    emphasis: str = "Original"  # A1111 setting "emphasis"; unknown names act as Original
+    clip_skip: int = 1  # CLIP_stop_at_last_layers
+    comma_padding_backtrack: int = 20  # 0 disables
+    sdxl_clip_l_skip: bool = False  # apply clip skip to SDXL's CLIP-L too
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """What the UNet is conditioned on for one text."""
+
+    crossattn: torch.Tensor  # [77 * chunks, channels]
+    pooled: torch.Tensor | None = None  # SDXL: [1280], from the first chunk
+
+    @property
+    def tokens(self) -> int:
+        return self.crossattn.shape[0]
+
+
+@dataclass
+class _Chunk:
+    tokens: list[int]
+    multipliers: list[float]
+
+
+def chunk_text(text: str, tokenizer, options: EncodeOptions) -> list[_Chunk]:
+    """Split one text into 77-token chunks with per-token emphasis multipliers."""
+    if options.emphasis == "None":
+        runs: Sequence[tuple[str, float]] = ((text, 1.0),)
+    else:
+        runs = attention_runs(text)
+    bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
+    comma = tokenizer.convert_tokens_to_ids(",</w>")
+    run_tokens = tokenizer([run for run, _ in runs], add_special_tokens=False, truncation=False, verbose=False)["input_ids"]
+
+    chunks: list[_Chunk] = []
+    current = _Chunk([], [])
+    last_comma = -1
+
+    def close_chunk() -> None:
+        nonlocal current, last_comma
+        padding = CHUNK_TOKENS - len(current.tokens)
+        current.tokens = [bos, *current.tokens, *[eos] * padding, eos]
+        current.multipliers = [1.0, *current.multipliers, *[1.0] * padding, 1.0]
+        chunks.append(current)
+        current = _Chunk([], [])
+        last_comma = -1
+
+    for tokens, (run, weight) in zip(run_tokens, runs):
+        if (run, weight) == BREAK:
+            close_chunk()
+            continue
+        for token in tokens:
+            if token == comma:
+                last_comma = len(current.tokens)
+            elif (
+                options.comma_padding_backtrack
+                and len(current.tokens) == CHUNK_TOKENS
+                and last_comma != -1
+                and CHUNK_TOKENS - last_comma <= options.comma_padding_backtrack
+            ):
+                # Full chunk, and a comma near its end: move the words after the comma
+                # to the next chunk rather than cutting a phrase in two.
+                moved = _Chunk(current.tokens[last_comma + 1 :], current.multipliers[last_comma + 1 :])
+                del current.tokens[last_comma + 1 :], current.multipliers[last_comma + 1 :]
+                close_chunk()
+                current = moved
+            if len(current.tokens) == CHUNK_TOKENS:
+                close_chunk()
+            current.tokens.append(token)
+            current.multipliers.append(weight)
+    if current.tokens or not chunks:
+        close_chunk()
+    return chunks
+
+
+def token_count(text: str, tokenizer, options: EncodeOptions = EncodeOptions()) -> tuple[int, int]:
+    """A1111's prompt token counter: (tokens used, the chunk target it is shown against)."""
+    chunks = chunk_text(text, tokenizer, options)
+    last = chunks[-1]
+    real = sum(1 for token in last.tokens[1:-1] if token != tokenizer.eos_token_id)
+    count = CHUNK_TOKENS * (len(chunks) - 1) + real
+    return count, max(CHUNK_TOKENS, -(-count // CHUNK_TOKENS) * CHUNK_TOKENS)
+
+
+class _TextEncoder:
+    """One CLIP text encoder, read at the layer its model family uses."""
+
+    def __init__(self, encoder, tokenizer, layer):
+        self.encoder = encoder
+        self.tokenizer = tokenizer
+        # options -> (which hidden state counted from the end, whether the final layer
+        # norm follows): SD1 honours clip skip; SD2's diffusers encoder already ends at
+        # OpenCLIP's penultimate layer; SDXL reads both encoders' penultimate layer raw.
+        self.layer = layer
+
+    def encode_chunks(self, tokens: torch.Tensor, options: EncodeOptions) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Hidden states [N, 77, C] for a batch of chunks, and the pooled output if any."""
+        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        if pad != eos:  # OpenCLIP pads with its own id after the first end-of-text token
+            first_eos = (tokens == eos).int().argmax(dim=1, keepdim=True)
+            positions = torch.arange(tokens.shape[1], device=tokens.device).unsqueeze(0)
+            tokens = tokens.masked_fill(positions > first_eos, pad)
+        from_end, final_norm = self.layer(options)
+        output = self.encoder(input_ids=tokens, output_hidden_states=True)
+        hidden = output.hidden_states[-from_end]
+        if final_norm:
+            # transformers 5 flattened CLIPTextModel; the projection model still nests it.
+            hidden = getattr(self.encoder, "text_model", self.encoder).final_layer_norm(hidden)
+        return hidden, getattr(output, "text_embeds", None)
+
+
+class PromptEncoder:
+    """Encodes groups of texts for one loaded model (SD1, SD2 or SDXL)."""
+
+    def __init__(self, model: SDModel):
+        self.model = model
+        encoders, tokenizers = model.text_encoders, model.tokenizers
+        if model.family.name == "sdxl":
+            self.encoders = [
+                _TextEncoder(encoders[0], tokenizers[0], lambda o: (o.clip_skip if o.sdxl_clip_l_skip else 2, False)),
+                _TextEncoder(encoders[1], tokenizers[1], lambda o: (2, False)),
+            ]
+        elif model.family.name == "sd2":
+            self.encoders = [_TextEncoder(encoders[0], tokenizers[0], lambda o: (1, True))]
+        else:
+            self.encoders = [_TextEncoder(encoders[0], tokenizers[0], lambda o: (max(1, o.clip_skip), True))]
+
+    @torch.no_grad()
+    def encode_group(
+        self, texts: Sequence[str], options: EncodeOptions = EncodeOptions(), counts: Sequence[int] | None = None
+    ) -> list[Conditioning]:
+        """Encode distinct texts as one A1111 call would; `counts` says how often each
+        text appears in that call (alternation repeats texts)."""
+        counts = list(counts) if counts is not None else [1] * len(texts)
+        outputs = []
+        for encoder in self.encoders:
+            chunked = [chunk_text(text, encoder.tokenizer, options) for text in texts]
+            outputs.append(self._encode_chunked(encoder, chunked, counts, options))
+        crossattn = torch.cat([hidden for hidden, _ in outputs], dim=-1)  # channels: 768 + 1280 on SDXL
+        pooled = outputs[-1][1]
+        return [
+            Conditioning(crossattn[i], pooled[i] if pooled is not None and self.model.family.name == "sdxl" else None)
+            for i in range(len(texts))
+        ]
+
+    def _encode_chunked(self, encoder: _TextEncoder, chunked: list[list[_Chunk]], counts: list[int], options: EncodeOptions):
+        device = self.model.device
+        chunk_count = max(len(chunks) for chunks in chunked)
+        empty = _empty_chunk(encoder.tokenizer)
+        weights = torch.tensor(counts, dtype=torch.float32, device=device)
+        hidden_parts, pooled = [], None
+        for index in range(chunk_count):
+            batch = [chunks[index] if index < len(chunks) else empty for chunks in chunked]
+            tokens = torch.tensor([c.tokens for c in batch], device=device)
+            multipliers = torch.tensor([c.multipliers for c in batch], device=device)
+            hidden, chunk_pooled = encoder.encode_chunks(tokens, options)
+            hidden_parts.append(_apply_emphasis(hidden, multipliers, weights, options.emphasis))
+            if index == 0:
+                pooled = chunk_pooled
+        return torch.cat(hidden_parts, dim=1), pooled
+
+    def zeros_like_empty(self, options: EncodeOptions = EncodeOptions()) -> Conditioning:
+        """SDXL's conditioning for an empty negative prompt: all zeros, as A1111 does."""
+        empty = self.encode_group([""], options)[0]
+        pooled = torch.zeros_like(empty.pooled) if empty.pooled is not None else None
+        return Conditioning(torch.zeros_like(empty.crossattn), pooled)
+
+
+def _empty_chunk(tokenizer) -> _Chunk:
+    """The chunk A1111 appends to equalise chunk counts: BOS, then end-of-text padding."""
+    eos = tokenizer.eos_token_id
+    return _Chunk([tokenizer.bos_token_id] + [eos] * (CHUNK_TOKENS + 1), [1.0] * (CHUNK_TOKENS + 2))
+
+
+def _apply_emphasis(hidden: torch.Tensor, multipliers: torch.Tensor, weights: torch.Tensor, mode: str) -> torch.Tensor:
+    if mode in ("Ignore", "None"):
+        return hidden
+    scaled = hidden * multipliers.to(hidden.dtype).unsqueeze(-1)
+    if mode == "No norm":
+        return scaled
+    # "Original": scale every token, then restore the mean of the whole call's batch.
+    def batch_mean(z: torch.Tensor) -> torch.Tensor:
+        return (z.float().mean(dim=(1, 2)) * weights).sum() / weights.sum()
+
+    return scaled * (batch_mean(hidden) / batch_mean(scaled)).to(hidden.dtype)
