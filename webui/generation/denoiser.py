@@ -95,6 +95,10 @@ class CFGDenoiser:
         self.image_cond = image_cond  # [B, 5, h, w] for inpainting models
         self.control = control or JobControl()
         self.calls = 0  # A1111's step counter: one per denoiser call, from 0
+        # Stacked conditioning per combination of texts: after the first call that uses
+        # a combination, a prompt-schedule swap is a dictionary lookup.
+        self._stacked: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor | None]] = {}
+        self._constants: dict[tuple, torch.Tensor] = {}
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **_) -> torch.Tensor:
         self.control.check()
@@ -107,29 +111,43 @@ class CFGDenoiser:
         owner = [i for i, image_parts in enumerate(parts) for _ in image_parts]
         conds = [c for image_parts in parts for c, _ in image_parts]
         if skip_uncond:
-            return self._run(x[owner], sigma[owner], conds, owner)
+            return self._run(x, sigma, conds, owner)
         images = list(range(x.shape[0]))
         if max(c.tokens for c in conds) == max(c.tokens for c in unconds):
-            rows = owner + images  # one UNet call for everything, as A1111 batches it
-            out = self._run(x[rows], sigma[rows], conds + unconds, rows)
+            out = self._run(x, sigma, conds + unconds, owner + images)  # one UNet call, as A1111 batches it
             cond_out, uncond_out = out[: len(owner)], out[len(owner) :]
         else:  # different chunk counts: separate calls, as A1111 does by default
-            cond_out = self._run(x[owner], sigma[owner], conds, owner)
+            cond_out = self._run(x, sigma, conds, owner)
             uncond_out = self._run(x, sigma, unconds, images)
 
-        result = uncond_out.clone()
-        row = 0
-        for i, image_parts in enumerate(parts):
-            for _, weight in image_parts:
-                result[i] += (cond_out[row] - uncond_out[i]) * (weight * self.cfg_scale)
-                row += 1
-        return result
+        weights = self._device_tensor(tuple(w * self.cfg_scale for image_parts in parts for _, w in image_parts), x)
+        owner_rows = self._device_tensor(tuple(owner), x)
+        guidance = (cond_out - uncond_out.index_select(0, owner_rows)) * weights.view(-1, 1, 1, 1)
+        return uncond_out.index_add(0, owner_rows, guidance)
+
+    def _device_tensor(self, values: tuple, like: torch.Tensor) -> torch.Tensor:
+        """Small per-call index/weight tensors, made once and kept on the device."""
+        dtype = torch.long if isinstance(values[0], int) else like.dtype
+        key = (dtype, values)  # (1,) == (1.0,) in Python: the dtype keeps them apart
+        if key not in self._constants:
+            self._constants[key] = torch.tensor(values, dtype=dtype, device=like.device)
+        return self._constants[key]
+
+    def _stack(self, conds: list[Conditioning]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        key = tuple(id(c) for c in conds)
+        if key not in self._stacked:
+            crossattn = stack_padded([c.crossattn for c in conds]).to(self.denoiser.model.dtype)
+            pooled = torch.stack([c.pooled for c in conds]).to(crossattn.dtype) if conds[0].pooled is not None else None
+            self._stacked[key] = (crossattn, pooled)
+        return self._stacked[key]
 
     def _run(self, x, sigma, conds: list[Conditioning], images: list[int]) -> torch.Tensor:
-        crossattn = stack_padded([c.crossattn for c in conds]).to(self.denoiser.model.dtype)
+        """One UNet call: row r conditions image images[r] on conds[r]."""
+        rows = self._device_tensor(tuple(images), x)
+        x, sigma = x.index_select(0, rows), sigma.index_select(0, rows)
+        crossattn, pooled = self._stack(conds)
         added = None
-        if conds[0].pooled is not None:
-            time_ids = self.time_ids.to(x.device).expand(len(conds), -1)
-            added = {"text_embeds": torch.stack([c.pooled for c in conds]).to(crossattn.dtype), "time_ids": time_ids}
-        image_cond = self.image_cond[images] if self.image_cond is not None else None
+        if pooled is not None:
+            added = {"text_embeds": pooled, "time_ids": self.time_ids.to(x.device).expand(len(conds), -1)}
+        image_cond = self.image_cond.index_select(0, rows) if self.image_cond is not None else None
         return self.denoiser(x, sigma, crossattn, added, image_cond)

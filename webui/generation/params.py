@@ -1,0 +1,76 @@
+"""Typed generation parameters: what the UI, the API, the CLI and scripts fill in.
+
+Field names are A1111's (`/sdapi/v1/txt2img`), so every layer maps onto them one to one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ParamsError(ValueError):
+    """A parameter a user gave cannot be used; the message says which and why."""
+
+
+@dataclass
+class GenerationSettings:
+    """Settings (A1111 `opts`) that change what is generated; recorded in the infotext."""
+
+    clip_skip: int = 1  # CLIP_stop_at_last_layers
+    emphasis: str = "Original"
+    comma_padding_backtrack: int = 20
+    sdxl_clip_l_skip: bool = False
+    use_old_scheduling: bool = False
+    randn_source: str = "GPU"  # "GPU", "CPU" or "NV", A1111's RNG setting
+    eta_noise_seed_delta: int = 0  # ENSD
+    eta_ancestral: float = 1.0
+    eta_ddim: float = 0.0
+    tiled_vae_decode: bool = False
+    live_preview_every: int = 0  # steps between previews; 0 = none
+    samples_filename_pattern: str = "[seed]"
+    samples_format: str = "png"
+
+
+@dataclass
+class Txt2ImgParams:
+    prompt: str = ""
+    negative_prompt: str = ""
+    seed: int = -1
+    subseed: int = -1
+    subseed_strength: float = 0.0
+    seed_resize_from_h: int = -1
+    seed_resize_from_w: int = -1
+    sampler_name: str = "DPM++ 2M"
+    scheduler: str = "Automatic"
+    batch_size: int = 1
+    n_iter: int = 1
+    steps: int = 20
+    cfg_scale: float = 7.0
+    width: int = 512
+    height: int = 512
+    eta: float | None = None
+    s_churn: float = 0.0
+    s_tmin: float = 0.0
+    s_tmax: float = float("inf")
+    s_noise: float = 1.0
+    save_images: bool = True
+    outdir: Path | None = None  # default: outputs/txt2img-images/<date>
+    settings: GenerationSettings = field(default_factory=GenerationSettings)
+
+    def validate(self) -> None:
+        problems = []
+        if not 1 <= self.steps <= 1000:
+            problems.append(f"steps must be between 1 and 1000, not {self.steps}")
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if value < 64 or value > 8192 or value % 8:
+                problems.append(f"{name} must be a multiple of 8 between 64 and 8192, not {value}")
+        if not 1 <= self.batch_size <= 64:
+            problems.append(f"batch_size must be between 1 and 64, not {self.batch_size}")
+        if not 1 <= self.n_iter <= 1000:
+            problems.append(f"n_iter must be between 1 and 1000, not {self.n_iter}")
+        if self.settings.clip_skip < 1:
+            problems.append(f"clip skip must be 1 or more, not {self.settings.clip_skip}")
+        if problems:
+            raise ParamsError("; ".join(problems))
