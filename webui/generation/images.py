@@ -1,0 +1,473 @@
+"""Saving images as A1111 does: numbered file names from a pattern, infotext inside the file.
+
+A saved file is named `<5-digit number>-<pattern filled in>.<ext>`, for example
+`00042-1234567.png`, in `outputs/txt2img-images/<YYYY-MM-DD>/`. The number is one more
+than the highest number already in the folder. The infotext goes into the PNG `parameters`
+text chunk, or the EXIF UserComment for JPEG and WebP, where A1111 puts it.
+
+Two jobs may save into one folder at the same time: a name is claimed by creating the file
+exclusively, so a taken number is never overwritten and the saver moves on to the next one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import io
+import os
+import re
+import string
+import struct
+import tempfile
+import zoneinfo
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import ExifTags, Image, PngImagePlugin
+
+INFOTEXT_KEY = "parameters"  # PNG text chunk A1111 reads the infotext from
+MAX_FILENAME_PART_LENGTH = 128  # A1111's --filenames-max-length default
+DEFAULT_TIME_FORMAT = "%Y%m%d%H%M%S"
+JPEG_QUALITY = 80  # A1111's default "jpeg_quality"
+MAX_SEQUENCE_TRIES = 100_000
+
+_INVALID_FILENAME_CHARS = '#<>:"/\\|?*\n\r\t'
+_NON_LETTERS = re.compile(r"[\s" + re.escape(string.punctuation) + "]+")
+# A pattern is literal text with [tag] or [tag<arg><arg>...] in it.
+_PATTERN_PART = re.compile(r"(.*?)(?:\[([^\[\]]+)\]|$)")
+_TAG_ARGUMENT = re.compile(r"(.*)<([^>]*)>$")
+# A tag that gives this leaves out itself and the literal text just before it, so that
+# "[seed]-[batch_number]" reads "1234" for a single image rather than "1234-".
+_SKIP = object()
+
+# EXIF UserComment: an 8-byte character-code prefix, then the text (Exif 2.3, table 9).
+_USER_COMMENT_CODES = {
+    b"UNICODE\0": "utf_16_be",
+    b"ASCII\0\0\0": "ascii",
+    b"JIS\0\0\0\0\0": "shift_jis",
+}
+
+
+def sanitize_filename_part(text: str | None, replace_spaces: bool = True) -> str | None:
+    """Text made safe for a file name: characters Windows forbids become "_", at most 128 long."""
+    if text is None:
+        return None
+    if replace_spaces:
+        text = text.replace(" ", "_")
+    text = text.translate({ord(c): "_" for c in _INVALID_FILENAME_CHARS})
+    text = text.lstrip(" ")[:MAX_FILENAME_PART_LENGTH]
+    return text.rstrip(" .")  # Windows drops trailing spaces and dots
+
+
+@dataclass
+class FilenameInfo:
+    """What the pattern tags may use besides the seed, the prompt and the image.
+
+    A tag whose value is not known (None) stays in the name as written, like in A1111.
+    `scheduler` should be the resolved label ("Karras"), not "Automatic".
+    """
+
+    negative_prompt: str = ""
+    steps: int | None = None
+    cfg_scale: float | None = None
+    sampler: str | None = None
+    scheduler: str | None = None
+    model_name: str | None = None
+    model_hash: str | None = None
+    vae_name: str | None = None
+    denoising_strength: float | None = None
+    clip_skip: int | None = None
+    styles: Sequence[str] = ()
+    all_seeds: Sequence[int] = ()
+    batch_size: int = 1
+    batch_index: int = 0
+    n_iter: int = 1
+    iteration: int = 0
+    job_timestamp: str | None = None
+    user: str | None = None
+    max_prompt_words: int = 8  # A1111's "directories_max_prompt_words"
+
+
+class _TagValues:
+    """The values of A1111's filename tags for one image."""
+
+    def __init__(self, seed: int | None, prompt: str | None, image: Image.Image | None, info: FilenameInfo | None):
+        self.seed = seed
+        self.prompt = prompt
+        self.image = image
+        self.info = info
+        self.tags: dict[str, Callable[..., object]] = {
+            "seed": lambda: self.seed if self.seed is not None else "",
+            "seed_first": self.seed_first,
+            "seed_last": self.seed_last,
+            "steps": lambda: self.known("steps"),
+            "cfg": lambda: self.known("cfg_scale"),
+            "width": lambda: self.image.width,
+            "height": lambda: self.image.height,
+            "styles": self.styles,
+            "sampler": lambda: sanitize_filename_part(self.known("sampler"), replace_spaces=False),
+            "scheduler": lambda: self.sampler_scheduler(with_sampler=False),
+            "sampler_scheduler": lambda: self.sampler_scheduler(with_sampler=True),
+            "model_hash": lambda: self.known("model_hash"),
+            "model_name": lambda: sanitize_filename_part(self.known("model_name"), replace_spaces=False),
+            "vae_filename": self.vae_filename,
+            "date": lambda: datetime.datetime.now().strftime("%Y-%m-%d"),
+            "datetime": self.datetime,
+            "job_timestamp": self.job_timestamp,
+            "prompt_hash": lambda *args: self.string_hash(self.prompt, *args),
+            "negative_prompt_hash": lambda *args: self.string_hash(self.known("negative_prompt"), *args),
+            "full_prompt_hash": lambda *args: self.string_hash(f"{self.prompt} {self.known('negative_prompt')}", *args),
+            "prompt": lambda: sanitize_filename_part(self.prompt),
+            "prompt_spaces": lambda: sanitize_filename_part(self.prompt, replace_spaces=False),
+            "prompt_words": self.prompt_words,
+            "hasprompt": self.hasprompt,
+            "batch_number": self.batch_number,
+            "batch_size": lambda: self.known("batch_size"),
+            "generation_number": self.generation_number,
+            "clip_skip": lambda: self.known("clip_skip"),
+            "denoising": self.denoising,
+            "user": lambda: self.known("user"),
+            "image_hash": self.image_hash,
+            "none": lambda: "",  # for a name that is only the number
+        }
+
+    def known(self, field: str) -> object:
+        return getattr(self.info, field) if self.info is not None else None
+
+    def seed_first(self) -> object:
+        if self.info is None:
+            return None
+        return self.seed if self.info.batch_size == 1 else self.info.all_seeds[0]
+
+    def seed_last(self) -> object:
+        if self.info is None:
+            return None
+        return _SKIP if self.info.batch_size == 1 else self.info.all_seeds[-1]
+
+    def styles(self) -> str | None:
+        if self.info is None:
+            return None
+        names = ", ".join(style for style in self.info.styles if style != "None")
+        return sanitize_filename_part(names or "None", replace_spaces=False)
+
+    def sampler_scheduler(self, with_sampler: bool) -> object:
+        if self.info is None or self.info.scheduler is None or self.info.sampler is None:
+            return _SKIP
+        label = self.info.scheduler.capitalize()  # A1111 writes "Karras", "Align your steps"
+        text = f"{self.info.sampler} {label}" if with_sampler else label
+        return sanitize_filename_part(text, replace_spaces=False)
+
+    def vae_filename(self) -> str | None:
+        if self.info is None:
+            return None
+        if not self.info.vae_name:
+            return "NoneType"  # what A1111 writes when no separate VAE is loaded
+        parts = Path(self.info.vae_name).name.split(".")
+        return parts[1] if len(parts) > 1 and parts[0] == "" else parts[0]
+
+    def datetime(self, time_format: str = "", zone: str | None = None) -> str | None:
+        try:
+            tz = zoneinfo.ZoneInfo(zone) if zone else None
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            tz = None  # unknown zone: local time, as A1111
+        now = datetime.datetime.now().astimezone(tz)
+        try:
+            formatted = now.strftime(time_format or DEFAULT_TIME_FORMAT)
+        except (ValueError, TypeError):
+            formatted = now.strftime(DEFAULT_TIME_FORMAT)
+        return sanitize_filename_part(formatted, replace_spaces=False)
+
+    def job_timestamp(self) -> str:
+        stamp = self.known("job_timestamp")
+        return str(stamp) if stamp else datetime.datetime.now().strftime(DEFAULT_TIME_FORMAT)
+
+    def string_hash(self, text: object, length: str = "") -> str | None:
+        if text is None:
+            return None
+        return hashlib.sha256(str(text).encode()).hexdigest()[: int(length) if length else 8]
+
+    def prompt_words(self) -> str | None:
+        words = [word for word in _NON_LETTERS.split(self.prompt or "") if word] or ["empty"]
+        limit = self.info.max_prompt_words if self.info is not None else 8
+        return sanitize_filename_part(" ".join(words[:limit]), replace_spaces=False)
+
+    def hasprompt(self, *choices: str) -> str | None:
+        """[hasprompt<cat|nocat><dog>]: each word found in the prompt, else its default."""
+        if self.prompt is None:
+            return None
+        lower = self.prompt.lower()
+        result = ""
+        for choice in choices:
+            if not choice:
+                continue
+            expected, default = (choice.split("|") + [""])[:2]
+            expected = expected.lower()
+            result += expected if expected in lower else default
+        return sanitize_filename_part(result)
+
+    def batch_number(self) -> object:
+        if self.info is None:
+            return None
+        return _SKIP if self.info.batch_size == 1 else self.info.batch_index + 1
+
+    def generation_number(self) -> object:
+        if self.info is None:
+            return None
+        if self.info.n_iter == 1 and self.info.batch_size == 1:
+            return _SKIP
+        return self.info.iteration * self.info.batch_size + self.info.batch_index + 1
+
+    def denoising(self) -> object:
+        if self.info is None:
+            return None
+        return self.info.denoising_strength if self.info.denoising_strength else _SKIP
+
+    def image_hash(self, length: str = "") -> str | None:
+        if self.image is None:
+            return None
+        digest = hashlib.sha256(self.image.tobytes()).hexdigest()
+        return digest[: int(length)] if length else digest
+
+
+def apply_filename_pattern(
+    pattern: str,
+    *,
+    seed: int | None = None,
+    prompt: str | None = None,
+    image: Image.Image | None = None,
+    info: FilenameInfo | None = None,
+) -> str:
+    """Fill in A1111's [tags] (case-insensitive, with <arguments>); unknown tags stay as written."""
+    values = _TagValues(seed, prompt, image, info)
+    result = ""
+    for match in _PATTERN_PART.finditer(pattern):
+        text, tag = match.groups()
+        if tag is None:
+            result += text
+            continue
+        name, args = tag, []
+        while argument := _TAG_ARGUMENT.match(name):
+            name = argument.group(1)
+            args.insert(0, argument.group(2))
+        function = values.tags.get(name.lower())
+        value = None
+        if function is not None:
+            try:
+                value = function(*args)
+            except (AttributeError, TypeError, ValueError, IndexError):
+                value = None  # a tag that cannot be filled in stays as written
+        if value is _SKIP:
+            continue
+        result += text + (str(value) if value is not None else f"[{name}]")
+    return result
+
+
+def next_sequence_number(directory: Path, basename: str = "") -> int:
+    """One more than the highest number a file in `directory` starts with (0 for none).
+
+    As A1111: a name counts when it starts with `basename-` (or anything, without a
+    basename) followed by digits up to the first "-" or the extension.
+    """
+    prefix = f"{basename}-" if basename else ""
+    highest = -1
+    for name in os.listdir(directory):
+        if name.startswith(prefix):
+            first = os.path.splitext(name[len(prefix):])[0].split("-")[0]
+            try:
+                highest = max(highest, int(first))
+            except ValueError:
+                pass
+    return highest + 1
+
+
+def date_subfolder(root: Path, kind: str, date: datetime.date | None = None) -> Path:
+    """`root/<kind>-images/<YYYY-MM-DD>`, A1111's default output folder ("txt2img", "img2img",
+    "extras"); a kind that already ends in -images or -grids ("txt2img-grids") is kept."""
+    folder = kind if kind.endswith(("-images", "-grids")) else f"{kind}-images"
+    return Path(root) / folder / (date or datetime.date.today()).strftime("%Y-%m-%d")
+
+
+def user_comment_exif(text: str) -> bytes:
+    """An EXIF block holding only a UserComment with `text` in UTF-16, as A1111 (piexif) writes it.
+
+    Written by hand because Pillow would type the comment BYTE instead of UNDEFINED, which
+    A1111's reader (piexif) does not decode.
+    """
+    comment = b"UNICODE\0" + text.encode("utf_16_be")
+    exif_ifd_offset = 8 + 2 + 12 + 4  # header, then IFD0 with one entry
+    data_offset = exif_ifd_offset + 2 + 12 + 4
+    tiff = b"MM\x00\x2a" + struct.pack(">I", 8)
+    tiff += struct.pack(">HHHII", 1, ExifTags.IFD.Exif, 4, 1, exif_ifd_offset) + struct.pack(">I", 0)
+    tiff += struct.pack(">HHHII", 1, ExifTags.Base.UserComment, 7, len(comment), data_offset) + struct.pack(">I", 0)
+    return b"Exif\x00\x00" + tiff + comment
+
+
+def _decode_user_comment(data: bytes) -> str:
+    encoding = _USER_COMMENT_CODES.get(bytes(data[:8]))
+    if encoding is None:
+        return bytes(data).decode("utf8", errors="ignore")
+    return bytes(data[8:]).decode(encoding, errors="replace")
+
+
+def encode_image(
+    image: Image.Image,
+    extension: str,
+    infotext: str | None,
+    *,
+    existing_pnginfo: Mapping[str, object] | None = None,
+    jpeg_quality: int = JPEG_QUALITY,
+    webp_lossless: bool = False,
+) -> bytes:
+    """The file's bytes, with the infotext where A1111 puts it for that format."""
+    extension = extension.lower().lstrip(".")
+    image_format = Image.registered_extensions().get(f".{extension}")
+    if image_format is None:
+        raise ValueError(f"unsupported image format: {extension!r}")
+    buffer = io.BytesIO()
+    if extension == "png":
+        pnginfo = PngImagePlugin.PngInfo()
+        texts = dict(existing_pnginfo or {})
+        if infotext is not None:
+            texts[INFOTEXT_KEY] = infotext
+        for key, value in texts.items():
+            pnginfo.add_text(key, str(value))  # non-Latin-1 text becomes an iTXt chunk
+        image.save(buffer, format=image_format, pnginfo=pnginfo)
+    elif extension in ("jpg", "jpeg", "webp"):
+        if image.mode not in ("RGB", "L"):
+            image = image.convert("RGB")
+        options: dict[str, object] = {"quality": jpeg_quality}
+        if extension == "webp":
+            options["lossless"] = webp_lossless
+        if infotext is not None:
+            options["exif"] = user_comment_exif(infotext)
+        image.save(buffer, format=image_format, **options)
+    elif extension == "gif" and infotext is not None:
+        image.save(buffer, format=image_format, comment=infotext)
+    else:
+        image.save(buffer, format=image_format)
+    return buffer.getvalue()
+
+
+def _fit_name(stem: str, extension: str, directory: Path) -> str:
+    """Cut the stem so that the name fits the file system's limit (counted in bytes)."""
+    try:
+        limit = os.statvfs(directory).f_namemax
+    except (AttributeError, OSError):
+        limit = 255
+    budget = limit - len(f".{extension}".encode())
+    encoded = stem.encode()
+    if len(encoded) <= budget:
+        return stem
+    return encoded[:budget].decode(errors="ignore").rstrip(" .")
+
+
+def _write_new_file(path: Path, data: bytes) -> bool:
+    """Write `data` as `path` unless it exists; False when the name was taken.
+
+    The name is claimed with an exclusive create; the content goes to a temporary file
+    first and then replaces the claim in one step, so no reader sees a half-written image.
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except FileExistsError:
+        return False
+    temp_path = None
+    try:
+        handle, temp_path = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+        with os.fdopen(handle, "wb") as temp:
+            temp.write(data)
+        os.chmod(temp_path, os.stat(path).st_mode & 0o777)  # mkstemp makes it private
+        os.replace(temp_path, path)
+    except BaseException:
+        if temp_path is not None:
+            Path(temp_path).unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+        raise
+    return True
+
+
+def save_image(
+    image: Image.Image,
+    directory: Path,
+    *,
+    seed: int | None,
+    prompt: str | None,
+    infotext: str | None,
+    pattern: str = "[seed]",
+    extension: str = "png",
+    info: FilenameInfo | None = None,
+    basename: str = "",
+    suffix: str = "",
+    existing_pnginfo: Mapping[str, object] | None = None,
+    jpeg_quality: int = JPEG_QUALITY,
+    webp_lossless: bool = False,
+    save_txt: bool = False,
+) -> Path:
+    """Save `image` under the next free number in `directory` (created if needed); its path.
+
+    The name is `NNNNN-<pattern>` (or `<basename>-NNNN-<pattern>` with a basename, for
+    grids), then `suffix`, then the extension. An empty pattern gives just the number.
+    With `save_txt` the infotext also goes to a `.txt` file of the same name.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    extension = extension.lower().lstrip(".")
+    # JPEG and WebP cannot hold sides this long; A1111 saves such images as PNG.
+    too_big_for_jpeg = extension in ("jpg", "jpeg") and max(image.size) > 65535
+    if too_big_for_jpeg or (extension == "webp" and max(image.size) > 16383):
+        extension = "png"
+
+    decoration = f"-{pattern}" if pattern else ""
+    decoration = apply_filename_pattern(decoration, seed=seed, prompt=prompt, image=image, info=info) + suffix
+    data = encode_image(
+        image,
+        extension,
+        infotext,
+        existing_pnginfo=existing_pnginfo,
+        jpeg_quality=jpeg_quality,
+        webp_lossless=webp_lossless,
+    )
+
+    number = next_sequence_number(directory, basename)
+    for _ in range(MAX_SEQUENCE_TRIES):
+        counter = f"{number:05}" if not basename else f"{basename}-{number:04}"
+        path = directory / f"{_fit_name(counter + decoration, extension, directory)}.{extension}"
+        if _write_new_file(path, data):
+            break
+        number += 1  # taken, by another job or an older file: try the next number
+    else:
+        raise FileExistsError(f"no free file name in {directory}")
+
+    if save_txt and infotext is not None:
+        path.with_suffix(".txt").write_text(infotext + "\n", encoding="utf8")
+    return path
+
+
+def read_infotext(source: Path | str | Image.Image) -> str | None:
+    """The infotext stored in an image file or opened image, or None.
+
+    As A1111: the PNG `parameters` text, overridden by a non-empty EXIF UserComment
+    (JPEG, WebP); a GIF's comment otherwise.
+    """
+    if isinstance(source, Image.Image):
+        return _infotext_of(source)
+    with Image.open(source) as image:
+        return _infotext_of(image)
+
+
+def _infotext_of(image: Image.Image) -> str | None:
+    info = dict(image.info or {})
+    text = info.get(INFOTEXT_KEY)
+    if text is None and image.format == "PNG":
+        text = getattr(image, "text", {}).get(INFOTEXT_KEY)  # a chunk after the image data
+    if "exif" in info:
+        comment = image.getexif().get_ifd(ExifTags.IFD.Exif).get(ExifTags.Base.UserComment)
+        if comment:
+            decoded = comment if isinstance(comment, str) else _decode_user_comment(bytes(comment))
+            if decoded:
+                text = decoded
+    elif "comment" in info:
+        comment = info["comment"]
+        text = comment.decode("utf8", errors="ignore") if isinstance(comment, bytes) else comment
+    return text
