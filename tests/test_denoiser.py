@@ -9,6 +9,9 @@ from webui.generation.denoiser import CFGDenoiser, Interrupted, JobControl, Mode
 from webui.generation.prompt_conditioning import encode_prompts
 
 
+IDENTITY_SCHEDULE = type("Schedule", (), {"sigma_to_t": staticmethod(lambda s: s)})()
+
+
 @pytest.fixture(scope="module")
 def model():
     return make_tiny_model("sd1")
@@ -39,7 +42,7 @@ def test_unet_sees_text_b_from_the_step_the_schedule_says(model, encoder):
     dog = encoder.encode_group(["a cat", "a dog"])[1].crossattn
     seen = []
     model.unet.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["encoder_hidden_states"][0].clone()), with_kwargs=True)
-    denoiser = CFGDenoiser(ModelDenoiser(model, lambda s: s * 10), conds, unconds, 7.0)
+    denoiser = CFGDenoiser(ModelDenoiser(model, type('Schedule', (), {'sigma_to_t': staticmethod(lambda s: s * 10)})()), conds, unconds, 7.0)
     x = torch.randn(1, 4, 8, 8)
     for _ in range(steps):
         denoiser(x, torch.tensor([1.0]))
@@ -109,7 +112,7 @@ def test_v_prediction_and_eps_parametrisations():
         m.unet.forward = lambda sample, t, **kw: type("Out", (), {"sample": torch.ones_like(sample)})()
     x, sigma = torch.full((1, 4, 2, 2), 2.0), torch.tensor([3.0])
     crossattn = torch.zeros(1, 77, 32)
-    eps = ModelDenoiser(eps_model, lambda s: s)(x, sigma, crossattn)
+    eps = ModelDenoiser(eps_model, IDENTITY_SCHEDULE)(x, sigma, crossattn)
     torch.testing.assert_close(eps, x - 3.0)  # x - eps * sigma
-    v = ModelDenoiser(v_model, lambda s: s)(x, sigma, crossattn)
+    v = ModelDenoiser(v_model, IDENTITY_SCHEDULE)(x, sigma, crossattn)
     torch.testing.assert_close(v, x / 10 - 3.0 / 10**0.5)  # x c_skip + v c_out

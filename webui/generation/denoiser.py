@@ -43,11 +43,17 @@ class JobControl:
 
 
 class ModelDenoiser:
-    """The UNet seen from k-diffusion: (x, sigma) -> denoised, for eps or v models."""
+    """The UNet seen from k-diffusion: (x, sigma) -> denoised, for eps or v models.
 
-    def __init__(self, model: SDModel, sigma_to_t: Callable[[torch.Tensor], torch.Tensor]):
+    `schedule` maps sigmas to the UNet's timesteps (samplers.DiscreteSchedule, on the
+    model's device). With an LCMSchedule the result is put through LCM's consistency
+    boundary, as A1111's LCM denoiser does.
+    """
+
+    def __init__(self, model: SDModel, schedule):
         self.model = model
-        self.sigma_to_t = sigma_to_t
+        self.sigma_to_t = schedule.sigma_to_t
+        self.boundary = getattr(schedule, "boundary_scalings", None)
         self.v_prediction = model.prediction_type == "v_prediction"
 
     def __call__(self, x, sigma, crossattn, added_cond=None, image_cond=None) -> torch.Tensor:
@@ -61,8 +67,13 @@ class ModelDenoiser:
             unet_in.to(self.model.dtype), t, encoder_hidden_states=crossattn, added_cond_kwargs=added_cond
         ).sample.to(x.dtype)
         if self.v_prediction:
-            return x * (sigma**2 + 1) ** -1 - out * sigma * scale_in
-        return x - out * sigma
+            denoised = x * (sigma**2 + 1) ** -1 - out * sigma * scale_in
+        else:
+            denoised = x - out * sigma
+        if self.boundary is not None:
+            c_skip, c_out = (c.to(x.dtype).view(-1, 1, 1, 1) for c in self.boundary(sigma.flatten()))
+            denoised = c_out * denoised + c_skip * x
+        return denoised
 
 
 def stack_padded(crossattns: list[torch.Tensor]) -> torch.Tensor:
@@ -95,6 +106,7 @@ class CFGDenoiser:
         self.image_cond = image_cond  # [B, 5, h, w] for inpainting models
         self.control = control or JobControl()
         self.calls = 0  # A1111's step counter: one per denoiser call, from 0
+        self.last_denoised_uncond: torch.Tensor | None = None  # read by DDIM CFG++
         # Stacked conditioning per combination of texts: after the first call that uses
         # a combination, a prompt-schedule swap is a dictionary lookup.
         self._stacked: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor | None]] = {}
@@ -120,6 +132,7 @@ class CFGDenoiser:
             cond_out = self._run(x, sigma, conds, owner)
             uncond_out = self._run(x, sigma, unconds, images)
 
+        self.last_denoised_uncond = uncond_out
         weights = self._device_tensor(tuple(w * self.cfg_scale for image_parts in parts for _, w in image_parts), x)
         owner_rows = self._device_tensor(tuple(owner), x)
         guidance = (cond_out - uncond_out.index_select(0, owner_rows)) * weights.view(-1, 1, 1, 1)

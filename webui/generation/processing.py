@@ -22,7 +22,10 @@ from .images import date_subfolder, save_image
 from .params import ParamsError, Txt2ImgParams
 from .prompt_conditioning import PromptConditioning, encode_prompts
 from .rng import ImageRNG, fix_seed, job_seeds
-from .samplers import DiscreteSchedule, build_sigmas, find_sampler, find_scheduler, split_sampler_name
+from .samplers import (
+    BrownianTreeNoiseSampler, DiscreteSchedule, LCMSchedule, build_sigmas, find_sampler, find_scheduler,
+    initial_noise_scale, split_sampler_name,
+)
 
 VERSION = "sd-webui 0.1.0"
 
@@ -84,7 +87,11 @@ def txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None = None,
     unconds = encode_prompts(encoder, [p.negative_prompt] * p.batch_size, schedule_steps, negative=True,
                              options=options, old_timelines=settings.use_old_scheduling)
     discrete = DiscreteSchedule(model.alphas_cumprod)
-    sigmas = build_sigmas(choice.sampler, choice.scheduler_label or "Automatic", p.steps, discrete, device=model.device)
+    sigmas = build_sigmas(choice.sampler, choice.scheduler_label, p.steps, discrete, device=model.device,
+                          is_sdxl=model.family.name == "sdxl")
+    if choice.sampler.kind == "lcm":
+        discrete = LCMSchedule(model.alphas_cumprod)
+    discrete = discrete.to(model.device)  # sigma -> timestep on the device: no syncs in the loop
     outdir = p.outdir or date_subfolder(outputs_root, "txt2img-images")
 
     result = Processed()
@@ -123,15 +130,15 @@ def _sample(model, p, choice, sigmas, discrete, conds: list[PromptConditioning],
     rng = ImageRNG(shape, seeds, subseeds, p.subseed_strength, p.seed_resize_from_h, p.seed_resize_from_w,
                    source=settings.randn_source, device=model.device,
                    eta_noise_seed_delta=settings.eta_noise_seed_delta if choice.sampler.uses_ensd else 0)
-    x = rng.first() * sigmas[0]
+    x = rng.first() * initial_noise_scale(choice.sampler, sigmas)
     time_ids = None
     if model.family.name == "sdxl":
         time_ids = torch.tensor([p.height, p.width, 0, 0, p.height, p.width], dtype=model.dtype, device=model.device)
     image_cond = _txt2img_image_cond(model, x, p) if model.is_inpainting else None
-    denoiser = CFGDenoiser(ModelDenoiser(model, discrete.sigma_to_t), conds, unconds, p.cfg_scale,
+    denoiser = CFGDenoiser(ModelDenoiser(model, discrete), conds, unconds,
+                           p.cfg_scale * choice.sampler.cfg_scale_multiplier,
                            time_ids=time_ids, image_cond=image_cond, control=control)
-    kwargs = dict(choice.sampler.options)
-    kwargs.update(_sampler_kwargs(choice.sampler, p, rng, x, sigmas, seeds))
+    kwargs = _sampler_kwargs(choice.sampler, p, rng, x, sigmas, seeds, discrete)
 
     def on_step(info: dict) -> None:
         if control.on_step is not None:
@@ -144,28 +151,21 @@ def _sample(model, p, choice, sigmas, discrete, conds: list[PromptConditioning],
         return choice.sampler.function(denoiser, x, sigmas, callback=on_step, **kwargs)
 
 
-def _sampler_kwargs(sampler, p: Txt2ImgParams, rng: ImageRNG, x, sigmas, seeds) -> dict:
-    """The per-sampler extras A1111 passes: eta, churn, and the noise source."""
-    import inspect
-
-    accepted = inspect.signature(sampler.function).parameters
+def _sampler_kwargs(sampler, p: Txt2ImgParams, rng: ImageRNG, x, sigmas, seeds, discrete) -> dict:
+    """The per-sampler extras A1111 passes: eta, churn, the noise source."""
     settings = p.settings
-    kwargs = {}
-    if "eta" in accepted:
-        default_eta = settings.eta_ddim if sampler.name.startswith("DDIM") else settings.eta_ancestral
-        kwargs["eta"] = p.eta if p.eta is not None else default_eta
-    for name in ("s_churn", "s_tmin", "s_tmax", "s_noise"):
-        if name in accepted:
-            kwargs[name] = getattr(p, name)
-    if "noise_sampler" in accepted:
-        if sampler.brownian_noise:
-            from .samplers.noise import BrownianTreeNoiseSampler
-
-            positive = sigmas[sigmas > 0]
-            kwargs["noise_sampler"] = BrownianTreeNoiseSampler(x, positive.min(), sigmas.max(), seeds)
-        else:
-            kwargs["noise_sampler"] = rng.noise_sampler
-    return kwargs
+    eta = p.eta
+    if eta is None and sampler.eta_default is not None:
+        eta = settings.eta_ddim if sampler.kind == "timesteps" else settings.eta_ancestral
+    if sampler.brownian_noise:
+        positive = sigmas[sigmas > 0]
+        noise = BrownianTreeNoiseSampler(x, positive.min(), sigmas.max(), seeds,
+                                         device="cpu" if settings.randn_source == "CPU" else None)
+    else:
+        noise = rng.noise_sampler
+    # DPM fast/adaptive: A1111's txt2img spans the model's own sigma range.
+    return sampler.call_kwargs(eta=eta, s_churn=p.s_churn, s_tmin=p.s_tmin, s_tmax=p.s_tmax, s_noise=p.s_noise,
+                               noise_sampler=noise, sigma_min=discrete.sigma_min, sigma_max=discrete.sigma_max)
 
 
 def _txt2img_image_cond(model: SDModel, x: torch.Tensor, p: Txt2ImgParams) -> torch.Tensor:
