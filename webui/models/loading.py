@@ -1,0 +1,394 @@
+"""Load a checkpoint into an `SDModel`, fully offline.
+
+Single files in the original (LDM/CompVis) layout are read here: `.safetensors` with safetensors, `.ckpt`
+and `.pt` only with `torch.load(weights_only=True)`; a pickle that needs anything more is refused. The
+family is detected from the keys; each part is then built without storage from a bundled diffusers config
+folder (`configs/<family>`), its keys renamed by diffusers' LDM converters, and the file's tensors put in
+place. This is what `from_single_file` does inside, minus its Hub lookups and with our own checks for
+missing weights. Diffusers folders load with `from_pretrained` from the local folder. Tokenizers are the
+bundled CLIP BPE files (every SD family uses the same vocabulary).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import logging
+import os
+import pickle
+import re
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+
+from webui.models.detection import (
+    CLIP_L,
+    OPEN_CLIP,
+    SDXL_CLIP_L,
+    SDXL_OPEN_CLIP,
+    Detection,
+    UnsupportedCheckpoint,
+    detect,
+    detect_diffusers_folder,
+    probe_prediction_type,
+    settle_prediction_type,
+)
+from webui.models.discovery import CheckpointInfo, FILE_KINDS, checkpoint_kind, with_hash
+from webui.models.model import SD1, SD2, SDXL, ModelFamily, SDModel, scaled_linear_alphas_cumprod
+
+log = logging.getLogger(__name__)
+
+TOKENIZER_DIR = Path(__file__).resolve().parent / "clip_tokenizer"
+
+
+class CheckpointError(Exception):
+    """A checkpoint could not be loaded; the message names the file and says why."""
+
+
+# ---- reading weights ---------------------------------------------------------------------------------------
+
+def _numpy_scalar_globals() -> list:
+    """Old training checkpoints store e.g. `global_step` as a numpy scalar: plain data, safe to allow."""
+    import numpy
+
+    scalar = numpy._core.multiarray.scalar if hasattr(numpy, "_core") else numpy.core.multiarray.scalar
+    return [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"), numpy.dtype,
+            *(type(numpy.dtype(code)) for code in ("int64", "int32", "float64", "float32"))]
+
+
+def _read_pickle(path: Path) -> dict:
+    try:
+        with torch.serialization.safe_globals(_numpy_scalar_globals()), warnings.catch_warnings():
+            # torch warns about the pickle protocol of files it then rejects; our error says it better
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if unsafe:
+            raise CheckpointError(
+                f"{path.name}: refused; this .ckpt holds a Python object ({unsafe.group(1)}) that can only be "
+                "loaded by running code from the file, which is unsafe. Convert it to .safetensors with a "
+                "tool you trust, or get a .safetensors version of the model."
+            ) from None
+        reason = "corrupt, truncated or another format"
+    except Exception as error:  # zip, EOF, OS and the unpickler's own errors on damaged data
+        reason = f"the file looks truncated or corrupt: {str(error).split('. ')[0].strip() or type(error).__name__}"
+    raise CheckpointError(f"{path.name}: not a readable PyTorch checkpoint ({reason})")
+
+
+def _read_safetensors(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path, device="cpu")
+    except Exception as error:  # safetensors raises its own SafetensorError, OSError, or ValueError
+        raise CheckpointError(
+            f"{path.name}: not a valid .safetensors file, it looks truncated or corrupt ({error}); download it again"
+        ) from None
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a single-file checkpoint, on the CPU, unwrapped from a "state_dict" entry."""
+    path = Path(path)
+    kind = FILE_KINDS.get(path.suffix.lower())
+    if kind is None:
+        raise CheckpointError(f"{path.name}: not a checkpoint file (expected .safetensors, .ckpt or .pt)")
+    if not path.is_file():
+        raise CheckpointError(f"{path.name}: file not found ({path})")
+    data = _read_safetensors(path) if kind == "safetensors" else _read_pickle(path)
+    while isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        data = data["state_dict"]
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path.name}: holds a {type(data).__name__}, not a dictionary of weights")
+    tensors = {key: value for key, value in data.items() if isinstance(key, str) and isinstance(value, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError(f"{path.name}: holds no weights")
+    return tensors
+
+
+# ---- building the parts ------------------------------------------------------------------------------------
+
+def _filled(model: torch.nn.Module, weights: dict, part: str, dtype: torch.dtype) -> torch.nn.Module:
+    """`model`, built without storage, holding the checkpoint's tensors (no copy) cast to `dtype`."""
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in weights]
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise CheckpointError(f"{part} weights missing: {', '.join(missing[:3])}{more}")
+    # Keys the model does not have (EMA copies, position ids, SD2's unused projection) are left behind.
+    model.load_state_dict({key: weights[key].contiguous() for key in expected}, strict=True, assign=True)
+    # nn.Module.to, not diffusers' override: that one only adds quantization checks and a spurious warning.
+    return torch.nn.Module.to(model, dtype=dtype)
+
+
+def _unet_and_vae(state_dict: dict, config_dir: Path, dtype: torch.dtype, vae_dtype: torch.dtype) -> list:
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
+
+    parts = []
+    for cls, subfolder, convert, part_dtype in ((UNet2DConditionModel, "unet", convert_ldm_unet_checkpoint, dtype),
+                                                (AutoencoderKL, "vae", convert_ldm_vae_checkpoint, vae_dtype)):
+        config = cls.load_config(config_dir, subfolder=subfolder, local_files_only=True)
+        with init_empty_weights():  # no random init of weights that are about to be replaced
+            model = cls.from_config(config)
+        parts.append(_filled(model, convert(state_dict, config=config), subfolder.upper(), part_dtype))
+    return parts
+
+
+def _text_encoder(cls, config_dir: Path, subfolder: str, convert, dtype: torch.dtype):
+    """A CLIP text model from its config, filled with `convert(empty_model)`'s weights."""
+    from accelerate import init_empty_weights
+
+    config = cls.config_class.from_pretrained(config_dir / subfolder, local_files_only=True)
+    with init_empty_weights():
+        model = cls(config)
+    weights = convert(model)
+    if not hasattr(model, "text_model"):  # transformers >= 5.6 flattened CLIPTextModel (no "text_model." level)
+        weights = {key.removeprefix("text_model."): value for key, value in weights.items()}
+    return _filled(model, weights, f"text encoder ({subfolder})", dtype)
+
+
+def _text_encoders(state_dict: dict, family: ModelFamily, config_dir: Path, dtype: torch.dtype) -> list:
+    from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint, convert_open_clip_checkpoint
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    def clip_l(prefix: str):
+        return lambda model: convert_ldm_clip_checkpoint({k: v for k, v in state_dict.items() if k.startswith(prefix)})
+
+    def open_clip(prefix: str):
+        return lambda model: convert_open_clip_checkpoint(model, state_dict, prefix=prefix)
+
+    if family is SD1:
+        return [_text_encoder(CLIPTextModel, config_dir, "text_encoder", clip_l(CLIP_L), dtype)]
+    if family is SD2:
+        return [_text_encoder(CLIPTextModel, config_dir, "text_encoder", open_clip(OPEN_CLIP), dtype)]
+    return [
+        _text_encoder(CLIPTextModel, config_dir, "text_encoder", clip_l(SDXL_CLIP_L), dtype),
+        _text_encoder(CLIPTextModelWithProjection, config_dir, "text_encoder_2", open_clip(SDXL_OPEN_CLIP), dtype),
+    ]
+
+
+def _tokenizers(family: ModelFamily) -> list:
+    from transformers import CLIPTokenizer
+
+    clip = CLIPTokenizer.from_pretrained(TOKENIZER_DIR, local_files_only=True)
+    if family is SD1:
+        return [clip]
+    # OpenCLIP (SD 2.x, SDXL's second encoder) pads with "!" (id 0) instead of the end token.
+    bang = CLIPTokenizer.from_pretrained(TOKENIZER_DIR, local_files_only=True, pad_token="!")
+    return [bang] if family is SD2 else [clip, bang]
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _alphas_cumprod(config_dir: Path) -> torch.Tensor:
+    config = _read_json(config_dir / "scheduler" / "scheduler_config.json")
+    steps = config.get("num_train_timesteps", 1000)
+    start, end = config.get("beta_start", 0.00085), config.get("beta_end", 0.012)
+    schedule = config.get("beta_schedule", "scaled_linear")
+    if schedule == "scaled_linear":
+        return scaled_linear_alphas_cumprod(steps, start, end)
+    if schedule == "linear":
+        betas = torch.linspace(start, end, steps, dtype=torch.float64)
+        return torch.cumprod(1.0 - betas, dim=0).to(torch.float32)
+    raise CheckpointError(f"{config_dir.name}: beta schedule {schedule!r} is not supported")
+
+
+def _default_size(config_dir: Path, vae) -> int:
+    sample_size = _read_json(config_dir / "unet" / "config.json").get("sample_size", 64)
+    return int(sample_size) * 2 ** (len(vae.config.block_out_channels) - 1)
+
+
+def _empty_prompt_context(tokenizer, text_encoder) -> torch.Tensor:
+    device = next(text_encoder.parameters()).device
+    ids = tokenizer("", padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
+    with torch.no_grad():
+        return text_encoder(ids.to(device)).last_hidden_state
+
+
+def _settle_by_probe(detection: Detection, unet, text_encoder, tokenizer) -> Detection:
+    try:
+        prediction_type = probe_prediction_type(unet, _empty_prompt_context(tokenizer, text_encoder))
+    except Exception as error:  # the probe is a heuristic; never fail a load over it
+        log.warning("Could not run the v-prediction check (%s); assuming epsilon", error)
+        prediction_type = "epsilon"
+    return settle_prediction_type(detection, prediction_type)
+
+
+# ---- the public entry points -------------------------------------------------------------------------------
+
+def _one_line(error: Exception) -> str:
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
+
+
+def _as_info(source: CheckpointInfo | str | os.PathLike) -> CheckpointInfo:
+    if isinstance(source, CheckpointInfo):
+        return source
+    path = Path(source).absolute()
+    if not path.exists():
+        raise CheckpointError(f"{path.name}: not found ({path})")
+    kind = checkpoint_kind(path)
+    if kind is None:
+        raise CheckpointError(f"{path.name}: not a checkpoint (a .safetensors/.ckpt/.pt file or a diffusers folder)")
+    return CheckpointInfo(path=path, name=path.stem if path.is_file() else path.name, kind=kind)
+
+
+def _to_device(modules, device: torch.device) -> None:
+    for module in modules:
+        module.to(device).eval().requires_grad_(False)
+
+
+def load_checkpoint(
+    source: CheckpointInfo | str | os.PathLike,
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
+    *,
+    vae_dtype: torch.dtype | None = None,
+    config_dir: str | os.PathLike | None = None,
+    cache_path: str | os.PathLike | None = None,
+) -> SDModel:
+    """Load a checkpoint (single file or diffusers folder) onto `device`.
+
+    UNet and text encoders are in `dtype` (that is `SDModel.dtype`), the VAE in `vae_dtype` (default:
+    `dtype`; read it back as `model.vae.dtype`). `config_dir` replaces the bundled config folder that
+    detection picks, for single files (the tests use it for their tiny models). `cache_path` is the hash
+    cache (see `hashes`); single files are always hashed, once. Raises `CheckpointError`, naming the file,
+    for anything unreadable or unsupported.
+    """
+    info = _as_info(source)
+    device = torch.device(device)
+    dtypes = (dtype, vae_dtype or dtype)
+    try:
+        if info.kind == "diffusers":
+            model = _load_diffusers_folder(info, device, *dtypes)
+        else:
+            model = _load_single_file(info, device, *dtypes, Path(config_dir) if config_dir else None, cache_path)
+    except CheckpointError:
+        raise
+    except UnsupportedCheckpoint as error:
+        raise CheckpointError(f"{info.path.name}: {error}") from None
+    except Exception as error:  # anything deep inside diffusers/transformers: say which file, keep the cause
+        raise CheckpointError(f"{info.path.name}: could not be loaded ({_one_line(error)})") from error
+    return model
+
+
+def _load_single_file(info: CheckpointInfo, device, dtype, vae_dtype, config_dir: Path | None, cache_path) -> SDModel:
+    name = info.path.name
+    state_dict = read_state_dict(info.path)
+    detection = detect(state_dict)
+    build_dir = config_dir or detection.config_dir
+    try:
+        unet, vae = _unet_and_vae(state_dict, build_dir, dtype, vae_dtype)
+        text_encoders = _text_encoders(state_dict, detection.family, build_dir, dtype)
+    except CheckpointError as error:
+        raise CheckpointError(f"{name}: {error}") from None
+    except Exception as error:
+        raise CheckpointError(
+            f"{name}: the weights do not fit the {detection.family.label} layout ({_one_line(error)})"
+        ) from error
+    del state_dict  # the parts own their tensors now; let the file's copy go
+    _to_device([unet, vae, *text_encoders], device)
+    tokenizers = _tokenizers(detection.family)
+    if detection.needs_probe:
+        detection = _settle_by_probe(detection, unet, text_encoders[0], tokenizers[0])
+    final_dir = config_dir or detection.config_dir
+    sha256 = with_hash(info, cache_path).sha256
+    return SDModel(
+        family=detection.family, unet=unet, vae=vae, text_encoders=text_encoders, tokenizers=tokenizers,
+        alphas_cumprod=_alphas_cumprod(final_dir), prediction_type=detection.prediction_type,
+        name=info.stem, path=info.path, sha256=sha256, device=device, dtype=dtype,
+        default_size=_default_size(final_dir, vae),
+    )
+
+
+def _weights_variant(folder: Path) -> str | None:
+    """Use the fp16 weight files of a diffusers part when it has no full-precision ones."""
+    names = {path.name for path in folder.iterdir()} if folder.is_dir() else set()
+    has_plain = any(re.fullmatch(r"(diffusion_pytorch_model|model)\.(safetensors|bin)", n) for n in names)
+    has_fp16 = any(re.fullmatch(r"(diffusion_pytorch_model|model)\.fp16\.(safetensors|bin)", n) for n in names)
+    return "fp16" if has_fp16 and not has_plain else None
+
+
+def _load_diffusers_folder(info: CheckpointInfo, device, dtype, vae_dtype) -> SDModel:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    folder = info.path
+    detection = detect_diffusers_folder(folder)
+
+    def part(cls, subfolder: str, part_dtype: torch.dtype = dtype):
+        variant = _weights_variant(folder / subfolder)
+        if issubclass(cls, (UNet2DConditionModel, AutoencoderKL)):
+            return cls.from_pretrained(folder, subfolder=subfolder, local_files_only=True, torch_dtype=part_dtype, variant=variant)
+        return cls.from_pretrained(folder / subfolder, local_files_only=True, dtype=part_dtype, variant=variant)
+
+    unet, vae = part(UNet2DConditionModel, "unet"), part(AutoencoderKL, "vae", vae_dtype)
+    text_encoders = [part(CLIPTextModel, "text_encoder")]
+    if detection.family is SDXL:
+        text_encoders.append(part(CLIPTextModelWithProjection, "text_encoder_2"))
+    _to_device([unet, vae, *text_encoders], device)
+    return SDModel(
+        family=detection.family, unet=unet, vae=vae, text_encoders=text_encoders,
+        tokenizers=_tokenizers(detection.family), alphas_cumprod=_alphas_cumprod(folder),
+        prediction_type=detection.prediction_type, name=info.stem, path=folder, sha256=None,
+        device=device, dtype=dtype, default_size=_default_size(folder, vae),
+    )
+
+
+def unload(model: SDModel | None) -> None:
+    """Free a model's weights now, even if something else still holds a reference to its modules.
+
+    Every part is moved to the meta device (no storage), so a stale reference cannot keep gigabytes alive;
+    using an unloaded model fails loudly instead of silently working on the old weights.
+    """
+    if model is None:
+        return
+    for module in (model.unet, model.vae, *model.text_encoders):
+        if isinstance(module, torch.nn.Module):
+            module.to("meta")
+    model.text_encoders = []
+    gc.collect()
+    if model.device.type == "cuda" and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    elif model.device.type == "mps" and hasattr(torch, "mps"):
+        with contextlib.suppress(Exception):
+            torch.mps.empty_cache()
+
+
+class ModelSlot:
+    """Holds the one loaded checkpoint; switching frees the old model before loading the new one.
+
+    Freeing first keeps the peak at one model's worth of memory (A1111 does the same with one model in
+    memory). If the new checkpoint fails to load, the slot is left empty and the error is raised.
+    """
+
+    def __init__(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                 vae_dtype: torch.dtype | None = None, cache_path: str | os.PathLike | None = None):
+        self.device, self.dtype, self.vae_dtype, self.cache_path = torch.device(device), dtype, vae_dtype, cache_path
+        self.model: SDModel | None = None
+        self._lock = threading.Lock()
+
+    def switch(self, source: CheckpointInfo | str | os.PathLike, **load_options) -> SDModel:
+        path = (source.path if isinstance(source, CheckpointInfo) else Path(source)).absolute()
+        with self._lock:
+            if self.model is not None and self.model.path == path:
+                return self.model
+            self._release()
+            self.model = load_checkpoint(source, self.device, self.dtype, vae_dtype=self.vae_dtype,
+                                         cache_path=self.cache_path, **load_options)
+            return self.model
+
+    def unload(self) -> None:
+        with self._lock:
+            self._release()
+
+    def _release(self) -> None:
+        old, self.model = self.model, None
+        unload(old)
