@@ -66,8 +66,10 @@ def run_txt2img(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir)
     devices = choose_devices(args.use_cpu, args.precision, args.no_half, args.no_half_vae)
     try:
-        info = find_checkpoint(args.ckpt, models_dir=data_dir / "models" / "Stable-diffusion", ckpt_dir=args.ckpt_dir)
-        model = load_checkpoint(info, devices.device, devices.dtype, vae_dtype=devices.vae_dtype)
+        cache = data_dir / "cache.json"  # sha256 of each checkpoint, computed once
+        info = find_checkpoint(args.ckpt, models_dir=data_dir / "models" / "Stable-diffusion", ckpt_dir=args.ckpt_dir,
+                               cache_path=cache)
+        model = load_checkpoint(info, devices.device, devices.dtype, vae_dtype=devices.vae_dtype, cache_path=cache)
     except (CheckpointError, LookupError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

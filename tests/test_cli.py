@@ -1,0 +1,45 @@
+"""`python -m webui.cli txt2img` on a real checkpoint folder: one line per saved image."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from checkpoint_files import write_diffusers_folder, write_safetensors
+from tiny_models import make_tiny_model
+from webui.generation.images import read_infotext
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, cwd):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "webui.cli", "txt2img", *args], capture_output=True, text=True,
+                          cwd=cwd, env={**env, "PYTHONPATH": str(ROOT)}, timeout=300)
+
+
+def test_txt2img_prints_path_and_infotext_per_image(tmp_path):
+    folder = write_diffusers_folder(make_tiny_model("sd1"), tmp_path / "models" / "Stable-diffusion" / "tiny")
+    result = run_cli("--ckpt", str(folder), "--prompt", "a red circle, (blue:1.2)", "--negative-prompt", "ugly",
+                     "--steps", "3", "--width", "64", "--height", "64", "--seed", "42", "--batch-size", "2",
+                     "--sampler", "Euler a", "--outdir", str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 2
+    for line, seed in zip(lines, (42, 43)):
+        path, infotext = line.split("\t")
+        infotext = json.loads(infotext)
+        assert Path(path).is_file() and read_infotext(path) == infotext
+        assert infotext.startswith("a red circle, (blue:1.2)\nNegative prompt: ugly\nSteps: 3, Sampler: Euler a,")
+        assert f"Seed: {seed}," in infotext and "Model: tiny" in infotext
+
+
+def test_unusable_checkpoint_is_a_one_line_error(tmp_path):
+    bad = tmp_path / "broken.safetensors"
+    write_safetensors(make_tiny_model("sd1"), bad)
+    bad.write_bytes(bad.read_bytes()[:1000])  # truncated download
+    result = run_cli("--ckpt", str(bad), "--prompt", "x", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and "broken.safetensors" in result.stderr
+    assert "Traceback" not in result.stderr
