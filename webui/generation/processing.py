@@ -186,13 +186,13 @@ def infotext_params(model: SDModel, p: Txt2ImgParams, choice: SamplerChoice, see
         "Steps": p.steps,
         "Sampler": choice.sampler.name,
         "Schedule type": choice.scheduler_label,
-        "CFG scale": p.cfg_scale,
+        "CFG scale": _plain_number(p.cfg_scale),
         "Seed": seed,
         "Size": f"{p.width}x{p.height}",
         "Model hash": model.short_hash,
         "Model": model.name,
         "Variation seed": subseed if p.subseed_strength > 0 else None,
-        "Variation seed strength": p.subseed_strength if p.subseed_strength > 0 else None,
+        "Variation seed strength": _plain_number(p.subseed_strength) if p.subseed_strength > 0 else None,
         "Seed resize from": (
             f"{p.seed_resize_from_w}x{p.seed_resize_from_h}"
             if p.seed_resize_from_w > 0 and p.seed_resize_from_h > 0 else None
@@ -205,3 +205,8 @@ def infotext_params(model: SDModel, p: Txt2ImgParams, choice: SamplerChoice, see
         "Version": VERSION,
     }
     return params
+
+
+def _plain_number(value: float) -> float | int:
+    """7.0 -> 7, as A1111's UI sliders write whole numbers."""
+    return int(value) if float(value).is_integer() else value

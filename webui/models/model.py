@@ -24,7 +24,11 @@ FAMILIES = {family.name: family for family in (SD1, SD2, SDXL)}
 
 
 def scaled_linear_alphas_cumprod(steps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012) -> torch.Tensor:
-    """The noise schedule every SD 1.x/2.x/XL checkpoint was trained with."""
+    """The noise schedule every SD 1.x/2.x/XL checkpoint was trained with.
+
+    Built in float64 and stored as float32, as A1111 (LDM/SGM) holds it; diffusers builds
+    it in float32, which moves the sigmas by a few ulps.
+    """
     betas = torch.linspace(beta_start**0.5, beta_end**0.5, steps, dtype=torch.float64) ** 2
     return torch.cumprod(1.0 - betas, dim=0).to(torch.float32)
 

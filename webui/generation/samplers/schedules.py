@@ -16,19 +16,11 @@ import math
 import numpy as np
 import torch
 
+from ...models.model import scaled_linear_alphas_cumprod as sd_alphas_cumprod  # noqa: F401 (re-export)
+
 
 def append_zero(sigmas: torch.Tensor) -> torch.Tensor:
     return torch.cat([sigmas, sigmas.new_zeros([1])])
-
-
-def sd_alphas_cumprod(beta_start: float = 0.00085, beta_end: float = 0.012, num_timesteps: int = 1000) -> torch.Tensor:
-    """The "scaled linear" DDPM table of SD1, SD2 and SDXL as A1111 holds it.
-
-    A1111 (via LDM/SGM) builds it in float64 and stores it as float32; diffusers builds it in
-    float32 throughout, which moves the sigmas by a few ulps. Use this one for A1111 parity.
-    """
-    betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_timesteps, dtype=torch.float64) ** 2
-    return torch.cumprod(1.0 - betas, dim=0).to(torch.float32)
 
 
 class DiscreteSchedule:
