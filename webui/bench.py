@@ -96,7 +96,7 @@ def main() -> None:
     pipe = StableDiffusionPipeline(
         vae=model.vae, text_encoder=model.text_encoders[0], tokenizer=model.tokenizers[0], unet=model.unet,
         scheduler=DPMSolverMultistepScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
-                                              use_karras_sigmas=True),
+                                              use_karras_sigmas=True, steps_offset=1),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     pipe.set_progress_bar_config(disable=True)
