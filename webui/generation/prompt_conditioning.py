@@ -9,30 +9,24 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from prompt_parser import ExtraNetwork, parse_prompt
+from prompt_parser import ExtraNetwork, PromptPart, parse_prompt
 
 from .conditioning import Conditioning, EncodeOptions, PromptEncoder
 
 
 @dataclass(frozen=True)
-class ScheduledConditioning:
-    end_step: int
-    cond: Conditioning
-
-
-@dataclass(frozen=True)
 class PartConditioning:
-    """One AND part: its weight and its conditioning over the steps."""
+    """One AND part: its schedule of texts, and the conditioning of each text."""
 
-    weight: float
-    schedule: tuple[ScheduledConditioning, ...]
+    part: PromptPart
+    conds: dict[str, Conditioning]
+
+    @property
+    def weight(self) -> float:
+        return self.part.weight
 
     def at(self, call: int) -> Conditioning:
-        # A1111's rule: the first entry whose end step is at or after the call count.
-        for entry in self.schedule:
-            if entry.end_step >= call:
-                return entry.cond
-        return self.schedule[-1].cond
+        return self.conds[self.part.text_at(call)]
 
 
 @dataclass(frozen=True)
@@ -44,10 +38,6 @@ class PromptConditioning:
 
     def at(self, call: int) -> list[tuple[Conditioning, float]]:
         return [(part.at(call), part.weight) for part in self.parts]
-
-    @property
-    def switch_steps(self) -> tuple[int, ...]:
-        return tuple(sorted({e.end_step for part in self.parts for e in part.schedule}))
 
 
 def encode_prompts(
@@ -65,7 +55,7 @@ def encode_prompts(
     `steps` counts denoiser calls (A1111 doubles it for second-order samplers). Equal
     prompts, and equal AND parts across prompts, are encoded once.
     """
-    parts_cache: dict[tuple[str, ...], tuple[Conditioning, ...]] = {}
+    parts_cache: dict[tuple[str, ...], dict[str, Conditioning]] = {}
     zero_empty = negative and encoder.model.family.name == "sdxl"
     results: dict[str, PromptConditioning] = {}
     for prompt in prompts:
@@ -78,18 +68,12 @@ def encode_prompts(
             if texts not in parts_cache:
                 if zero_empty and texts == ("",):
                     # A1111 (like diffusers) conditions SDXL on zeros for an empty negative prompt.
-                    parts_cache[texts] = (encoder.zeros_like_empty(options),)
+                    parts_cache[texts] = {"": encoder.zeros_like_empty(options)}
                 else:
                     counts = Counter(texts)
                     distinct = list(counts)
-                    conds = dict(zip(distinct, encoder.encode_group(distinct, options, [counts[t] for t in distinct])))
-                    parts_cache[texts] = tuple(conds[t] for t in texts)
-            conds = parts_cache[texts]
-            parts.append(
-                PartConditioning(
-                    part.weight,
-                    tuple(ScheduledConditioning(e.end_step, c) for e, c in zip(part.schedule, conds)),
-                )
-            )
+                    conds = encoder.encode_group(distinct, options, [counts[t] for t in distinct])
+                    parts_cache[texts] = dict(zip(distinct, conds))
+            parts.append(PartConditioning(part, parts_cache[texts]))
         results[prompt] = PromptConditioning(tuple(parts), schedule.extra_networks)
     return [results[prompt] for prompt in prompts]
