@@ -97,6 +97,8 @@ class CFGDenoiser:
         time_ids: torch.Tensor | None = None,
         image_cond: torch.Tensor | None = None,
         control: JobControl | None = None,
+        init_latent: torch.Tensor | None = None,
+        latent_mask: torch.Tensor | None = None,
     ):
         self.denoiser = denoiser
         self.conds = conds
@@ -105,6 +107,10 @@ class CFGDenoiser:
         self.time_ids = time_ids  # SDXL: [6] size and crop conditioning
         self.image_cond = image_cond  # [B, 5, h, w] for inpainting models
         self.control = control or JobControl()
+        # Inpainting: the estimate keeps init_latent where latent_mask is 0 (A1111 blends
+        # the denoised estimate, not x, by default).
+        self.init_latent = init_latent
+        self.latent_mask = latent_mask
         self.calls = 0  # A1111's step counter: one per denoiser call, from 0
         self.last_denoised_uncond: torch.Tensor | None = None  # read by DDIM CFG++
         # Stacked conditioning per combination of texts: after the first call that uses
@@ -123,7 +129,7 @@ class CFGDenoiser:
         owner = [i for i, image_parts in enumerate(parts) for _ in image_parts]
         conds = [c for image_parts in parts for c, _ in image_parts]
         if skip_uncond:
-            return self._run(x, sigma, conds, owner)
+            return self._blend(self._run(x, sigma, conds, owner))
         images = list(range(x.shape[0]))
         if max(c.tokens for c in conds) == max(c.tokens for c in unconds):
             out = self._run(x, sigma, conds + unconds, owner + images)  # one UNet call, as A1111 batches it
@@ -136,7 +142,12 @@ class CFGDenoiser:
         weights = self._device_tensor(tuple(w * self.cfg_scale for image_parts in parts for _, w in image_parts), x)
         owner_rows = self._device_tensor(tuple(owner), x)
         guidance = (cond_out - uncond_out.index_select(0, owner_rows)) * weights.view(-1, 1, 1, 1)
-        return uncond_out.index_add(0, owner_rows, guidance)
+        return self._blend(uncond_out.index_add(0, owner_rows, guidance))
+
+    def _blend(self, denoised: torch.Tensor) -> torch.Tensor:
+        if self.latent_mask is None:
+            return denoised
+        return self.init_latent * (1 - self.latent_mask) + denoised * self.latent_mask
 
     def _device_tensor(self, values: tuple, like: torch.Tensor) -> torch.Tensor:
         """Small per-call index/weight tensors, made once and kept on the device."""

@@ -16,16 +16,14 @@ from PIL import Image
 from ..models.model import SDModel
 from . import infotext as infotext_format
 from .conditioning import EncodeOptions, PromptEncoder
-from .decoding import decode_latents, latent_preview
-from .denoiser import CFGDenoiser, JobControl, ModelDenoiser, Skipped
+from .decoding import decode_latents, encode_pixels
+from .denoiser import JobControl, Skipped
 from .images import date_subfolder, save_image
-from .params import ParamsError, Txt2ImgParams
-from .prompt_conditioning import PromptConditioning, encode_prompts
+from .params import Txt2ImgParams
+from .prompt_conditioning import encode_prompts
 from .rng import ImageRNG, fix_seed, job_seeds
-from .samplers import (
-    BrownianTreeNoiseSampler, DiscreteSchedule, LCMSchedule, build_sigmas, find_sampler, find_scheduler,
-    initial_noise_scale, split_sampler_name,
-)
+from .samplers import initial_noise_scale
+from .sampling import SamplerChoice, SamplerExtras, choose_sampler, plan_sampling, run_pass, sdxl_time_ids
 
 VERSION = "sd-webui 0.1.0"
 
@@ -44,36 +42,11 @@ class Processed:
     seconds: float = 0.0
 
 
-@dataclass(frozen=True)
-class SamplerChoice:
-    sampler: object  # samplers.Sampler
-    scheduler_label: str | None  # None: the model's own discrete schedule
-
-    @property
-    def schedule_steps_factor(self) -> int:
-        # A1111 counts prompt-editing steps in denoiser calls: two per step here.
-        return 2 if self.sampler.second_order else 1
-
-
-def choose_sampler(sampler_name: str, scheduler_name: str) -> SamplerChoice:
-    label, scheduler_in_name = split_sampler_name(sampler_name)
-    sampler = find_sampler(label)
-    scheduler = scheduler_in_name or scheduler_name or "Automatic"
-    if find_scheduler(scheduler).label == "Automatic":
-        scheduler = sampler.default_scheduler
-    else:
-        scheduler = find_scheduler(scheduler).label
-    return SamplerChoice(sampler, scheduler)
-
-
 def txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None = None,
             outputs_root: Path = Path("outputs")) -> Processed:
     p.validate()
     control = control or JobControl()
-    try:
-        choice = choose_sampler(p.sampler_name, p.scheduler)
-    except ValueError as error:
-        raise ParamsError(str(error)) from None
+    choice = choose_sampler(p.sampler_name, p.scheduler)
     started = time.perf_counter()
     seed, subseed = fix_seed(p.seed), fix_seed(p.subseed)
     count = p.batch_size * p.n_iter
@@ -86,12 +59,7 @@ def txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None = None,
                            old_timelines=settings.use_old_scheduling)
     unconds = encode_prompts(encoder, [p.negative_prompt] * p.batch_size, schedule_steps, negative=True,
                              options=options, old_timelines=settings.use_old_scheduling)
-    discrete = DiscreteSchedule(model.alphas_cumprod)
-    sigmas = build_sigmas(choice.sampler, choice.scheduler_label, p.steps, discrete, device=model.device,
-                          is_sdxl=model.family.name == "sdxl")
-    if choice.sampler.kind == "lcm":
-        discrete = LCMSchedule(model.alphas_cumprod)
-    discrete = discrete.to(model.device)  # sigma -> timestep on the device: no syncs in the loop
+    plan = plan_sampling(model, choice, p.steps)
     outdir = p.outdir or date_subfolder(outputs_root, "txt2img-images")
 
     result = Processed()
@@ -99,7 +67,7 @@ def txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None = None,
         batch_seeds = seeds[batch * p.batch_size : (batch + 1) * p.batch_size]
         batch_subseeds = subseeds[batch * p.batch_size : (batch + 1) * p.batch_size]
         try:
-            latents = _sample(model, p, choice, sigmas, discrete, conds, unconds, batch_seeds, batch_subseeds, control)
+            latents = _sample_txt2img(model, p, plan, conds, unconds, batch_seeds, batch_subseeds, control)
         except Skipped:
             continue
         for i, image in enumerate(decode_latents(model, latents, tiled=settings.tiled_vae_decode)):
@@ -122,56 +90,23 @@ def txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None = None,
     return result
 
 
-def _sample(model, p, choice, sigmas, discrete, conds: list[PromptConditioning], unconds, seeds, subseeds,
-            control: JobControl) -> torch.Tensor:
+def _sample_txt2img(model, p: Txt2ImgParams, plan, conds, unconds, seeds, subseeds, control) -> torch.Tensor:
     settings = p.settings
     factor = model.vae_scale_factor
     shape = (model.latent_channels, p.height // factor, p.width // factor)
     rng = ImageRNG(shape, seeds, subseeds, p.subseed_strength, p.seed_resize_from_h, p.seed_resize_from_w,
                    source=settings.randn_source, device=model.device,
-                   eta_noise_seed_delta=settings.eta_noise_seed_delta if choice.sampler.uses_ensd else 0)
-    x = rng.first() * initial_noise_scale(choice.sampler, sigmas)
-    time_ids = None
-    if model.family.name == "sdxl":
-        time_ids = torch.tensor([p.height, p.width, 0, 0, p.height, p.width], dtype=model.dtype, device=model.device)
+                   eta_noise_seed_delta=settings.eta_noise_seed_delta if plan.sampler.uses_ensd else 0)
+    x = rng.first() * initial_noise_scale(plan.sampler, plan.sigmas)
     image_cond = _txt2img_image_cond(model, x, p) if model.is_inpainting else None
-    denoiser = CFGDenoiser(ModelDenoiser(model, discrete), conds, unconds,
-                           p.cfg_scale * choice.sampler.cfg_scale_multiplier,
-                           time_ids=time_ids, image_cond=image_cond, control=control)
-    kwargs = _sampler_kwargs(choice.sampler, p, rng, x, sigmas, seeds, discrete)
-
-    def on_step(info: dict) -> None:
-        if control.on_step is not None:
-            every = settings.live_preview_every
-            step = info["i"] + 1
-            preview = (lambda: latent_preview(model, info["denoised"])) if every and step % every == 0 else None
-            control.on_step({"step": step, "steps": len(sigmas) - 1, "preview": preview})
-
-    with torch.inference_mode():
-        return choice.sampler.function(denoiser, x, sigmas, callback=on_step, **kwargs)
-
-
-def _sampler_kwargs(sampler, p: Txt2ImgParams, rng: ImageRNG, x, sigmas, seeds, discrete) -> dict:
-    """The per-sampler extras A1111 passes: eta, churn, the noise source."""
-    settings = p.settings
-    eta = p.eta
-    if eta is None and sampler.eta_default is not None:
-        eta = settings.eta_ddim if sampler.kind == "timesteps" else settings.eta_ancestral
-    if sampler.brownian_noise:
-        positive = sigmas[sigmas > 0]
-        noise = BrownianTreeNoiseSampler(x, positive.min(), sigmas.max(), seeds,
-                                         device="cpu" if settings.randn_source == "CPU" else None)
-    else:
-        noise = rng.noise_sampler
-    # DPM fast/adaptive: A1111's txt2img spans the model's own sigma range.
-    return sampler.call_kwargs(eta=eta, s_churn=p.s_churn, s_tmin=p.s_tmin, s_tmax=p.s_tmax, s_noise=p.s_noise,
-                               noise_sampler=noise, sigma_min=discrete.sigma_min, sigma_max=discrete.sigma_max)
+    extras = SamplerExtras(p.eta, p.s_churn, p.s_tmin, p.s_tmax, p.s_noise)
+    return run_pass(model, plan, plan.sigmas, x, conds, unconds, cfg_scale=p.cfg_scale, rng=rng, seeds=seeds,
+                    settings=settings, extras=extras, control=control, image_cond=image_cond,
+                    time_ids=sdxl_time_ids(model, p.width, p.height))
 
 
 def _txt2img_image_cond(model: SDModel, x: torch.Tensor, p: Txt2ImgParams) -> torch.Tensor:
     """An inpainting model in txt2img sees a fully masked grey image, as in A1111."""
-    from .decoding import encode_pixels
-
     grey = torch.zeros(x.shape[0], 3, p.height, p.width, device=model.device)  # 0.5 in [0, 1] is 0 in [-1, 1]
     latents = encode_pixels(model, grey)
     mask = torch.ones(x.shape[0], 1, *latents.shape[2:], device=model.device, dtype=latents.dtype)
