@@ -35,6 +35,19 @@ def test_txt2img_prints_path_and_infotext_per_image(tmp_path):
         assert f"Seed: {seed}," in infotext and "Model: tiny" in infotext
 
 
+def test_txt2img_hires_fix_from_the_command_line(tmp_path):
+    folder = write_diffusers_folder(make_tiny_model("sd1"), tmp_path / "tiny")
+    result = run_cli("--ckpt", str(folder), "--prompt", "a square", "--steps", "2", "--width", "64", "--height", "64",
+                     "--enable-hr", "--hr-scale", "1.5", "--hr-second-pass-steps", "2", "--denoising-strength", "0.6",
+                     "--outdir", str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    path, infotext = result.stdout.strip().split("\t")
+    from PIL import Image
+
+    assert Image.open(path).size == (96, 96)
+    assert "Denoising strength: 0.6" in json.loads(infotext) and "Hires upscale: 1.5" in json.loads(infotext)
+
+
 def test_unusable_checkpoint_is_a_one_line_error(tmp_path):
     bad = tmp_path / "broken.safetensors"
     write_safetensors(make_tiny_model("sd1"), bad)

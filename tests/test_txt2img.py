@@ -109,3 +109,59 @@ def test_bad_parameters_say_what_is_wrong(sd1):
 def test_malformed_prompt_still_generates(sd1):
     result = txt2img(sd1, params(prompt="((a][:b:c [d:3] (x:1.2.3) \\ AND", negative_prompt="[unclosed"))
     assert len(result.images) == 1
+
+
+def count_unet_calls(model):
+    calls = []
+    handle = model.unet.register_forward_pre_hook(lambda m, a, kw: calls.append(a[0].shape), with_kwargs=True)
+    return calls, handle
+
+
+@pytest.mark.parametrize("upscaler", ["Latent", "Latent (bicubic antialiased)", "Lanczos"])
+def test_hires_fix_reaches_the_target_size_with_its_own_steps(sd1, upscaler):
+    calls, handle = count_unet_calls(sd1)
+    try:
+        result = txt2img(sd1, params(steps=3, sampler_name="Euler", enable_hr=True, hr_scale=1.5, hr_upscaler=upscaler,
+                                     hr_second_pass_steps=2, denoising_strength=0.5))
+    finally:
+        handle.remove()
+    assert result.images[0].size == (96, 96)
+    # 3 first-pass steps at 8x8 latents, then exactly 2 hires steps at 12x12 (cond and uncond batched).
+    assert [tuple(shape[2:]) for shape in calls] == [(8, 8)] * 3 + [(12, 12)] * 2
+    fields = parse_infotext(result.infotexts[0])
+    assert fields["Size-1"] == "64" and fields["Hires upscale"] == "1.5" and fields["Hires steps"] == "2"
+    assert fields["Hires upscaler"] == upscaler and fields["Denoising strength"] == "0.5"
+
+
+def test_hires_resize_crops_to_the_requested_box(sd1):
+    result = txt2img(sd1, params(width=64, height=128, enable_hr=True, hr_resize_x=96, hr_resize_y=96, steps=2,
+                                 hr_upscaler="Latent (nearest)"))
+    assert result.images[0].size == (96, 96)
+    assert "Hires resize: 96x96" in result.infotexts[0]
+
+
+def test_hires_prompt_sampler_and_schedule(sd1):
+    calls, handle = count_unet_calls(sd1)
+    try:
+        result = txt2img(sd1, params(steps=2, sampler_name="Euler", enable_hr=True, hr_scale=1.25,
+                                     hr_sampler_name="Heun", hr_prompt="a [blue:green:25] square", hr_second_pass_steps=2))
+    finally:
+        handle.remove()
+    # Heun makes 2 calls per step, minus one on the last step to sigma 0.
+    assert len(calls) == 2 + 3
+    fields = parse_infotext(result.infotexts[0])
+    assert fields["Hires sampler"] == "Heun" and fields["Hires prompt"] == "a [blue:green:25] square"
+
+
+def test_hires_second_pass_reads_the_hires_timeline(sd1):
+    from webui.generation.conditioning import PromptEncoder
+    from webui.generation.prompt_conditioning import encode_prompts
+
+    # 20 first-pass steps and 10 hires steps: 25 is hires step 5, 1.5 its middle.
+    (cond,) = encode_prompts(PromptEncoder(sd1), ["[a:b:25] [c:d:1.5]"], 20, 10)
+    assert [e.end_step for e in cond.parts[0].part.schedule] == [5, 10]
+
+
+def test_unknown_upscaler_is_refused(sd1):
+    with pytest.raises(ParamsError, match="unknown upscaler"):
+        txt2img(sd1, params(enable_hr=True, hr_upscaler="4x-Nope"))

@@ -54,9 +54,44 @@ class Txt2ImgParams:
     s_tmin: float = 0.0
     s_tmax: float = float("inf")
     s_noise: float = 1.0
+    # Hires fix: a second pass at a larger size (A1111's names and API defaults).
+    enable_hr: bool = False
+    denoising_strength: float = 0.75  # the second pass's
+    hr_scale: float = 2.0
+    hr_upscaler: str = "Latent"
+    hr_second_pass_steps: int = 0  # 0: the same as steps
+    hr_resize_x: int = 0  # both 0: scale by hr_scale
+    hr_resize_y: int = 0
+    hr_sampler_name: str = ""  # "": the first pass's
+    hr_scheduler: str = ""
+    hr_prompt: str = ""  # "": the first pass's
+    hr_negative_prompt: str = ""
     save_images: bool = True
     outdir: Path | None = None  # default: outputs/txt2img-images/<date>
     settings: GenerationSettings = field(default_factory=GenerationSettings)
+
+    def hires_size(self) -> tuple[int, int, int, int]:
+        """(width, height) the second pass runs at, and the (width, height) it is cropped to.
+
+        As A1111: a scale multiplies the first-pass size; one resize side keeps the aspect
+        ratio; two sides cover the box at the first pass's aspect ratio, then crop.
+        """
+        if not self.hr_resize_x and not self.hr_resize_y:
+            width, height = int(self.width * self.hr_scale), int(self.height * self.hr_scale)
+            target = (width, height)
+        elif not self.hr_resize_y:
+            width, height = self.hr_resize_x, self.hr_resize_x * self.height // self.width
+            target = (width, height)
+        elif not self.hr_resize_x:
+            width, height = self.hr_resize_y * self.width // self.height, self.hr_resize_y
+            target = (width, height)
+        else:
+            target = (self.hr_resize_x, self.hr_resize_y)
+            if self.width / self.height < self.hr_resize_x / self.hr_resize_y:
+                width, height = self.hr_resize_x, self.hr_resize_x * self.height // self.width
+            else:
+                width, height = self.hr_resize_y * self.width // self.height, self.hr_resize_y
+        return width // 8 * 8, height // 8 * 8, target[0] // 8 * 8, target[1] // 8 * 8
 
     def validate(self) -> None:
         problems = []
@@ -70,6 +105,17 @@ class Txt2ImgParams:
             problems.append(f"batch_size must be between 1 and 64, not {self.batch_size}")
         if not 1 <= self.n_iter <= 1000:
             problems.append(f"n_iter must be between 1 and 1000, not {self.n_iter}")
+        if self.enable_hr:
+            if not 0 <= self.denoising_strength <= 1:
+                problems.append(f"denoising_strength must be between 0 and 1, not {self.denoising_strength}")
+            if not 0 <= self.hr_second_pass_steps <= 1000:
+                problems.append(f"hr_second_pass_steps must be between 0 and 1000, not {self.hr_second_pass_steps}")
+            if self.hr_resize_x < 0 or self.hr_resize_y < 0 or self.hr_scale <= 0:
+                problems.append("hr_scale must be positive and hr_resize_x/hr_resize_y 0 or positive")
+            else:
+                width, height, _, _ = self.hires_size()
+                if not (64 <= width <= 8192 and 64 <= height <= 8192):
+                    problems.append(f"the hires size {width}x{height} must be between 64 and 8192 on each side")
         if self.settings.clip_skip < 1:
             problems.append(f"clip skip must be 1 or more, not {self.settings.clip_skip}")
         if problems:

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -19,11 +20,14 @@ from .conditioning import EncodeOptions, PromptEncoder
 from .decoding import decode_latents, encode_pixels
 from .denoiser import JobControl, Skipped
 from .images import date_subfolder, save_image
-from .params import Txt2ImgParams
+from .params import ParamsError, Txt2ImgParams
 from .prompt_conditioning import encode_prompts
 from .rng import ImageRNG, fix_seed, job_seeds
 from .samplers import initial_noise_scale
-from .sampling import SamplerChoice, SamplerExtras, choose_sampler, plan_sampling, run_pass, sdxl_time_ids
+from .sampling import (
+    SamplerChoice, SamplerExtras, choose_sampler, img2img_steps, plan_sampling, run_pass, sdxl_time_ids,
+)
+from .upscalers import LATENT_UPSCALE_MODES, find_upscaler, upscale_latents
 
 VERSION = "sd-webui 0.1.0"
 
@@ -60,6 +64,7 @@ def txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None = None,
     unconds = encode_prompts(encoder, [p.negative_prompt] * p.batch_size, schedule_steps, negative=True,
                              options=options, old_timelines=settings.use_old_scheduling)
     plan = plan_sampling(model, choice, p.steps)
+    hires = _plan_hires(model, p, choice, encoder, options) if p.enable_hr else None
     outdir = p.outdir or date_subfolder(outputs_root, "txt2img-images")
 
     result = Processed()
@@ -68,6 +73,8 @@ def txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None = None,
         batch_subseeds = subseeds[batch * p.batch_size : (batch + 1) * p.batch_size]
         try:
             latents = _sample_txt2img(model, p, plan, conds, unconds, batch_seeds, batch_subseeds, control)
+            if hires is not None:
+                latents = _hires_pass(model, p, hires, latents, batch_seeds, batch_subseeds, control)
         except Skipped:
             continue
         for i, image in enumerate(decode_latents(model, latents, tiled=settings.tiled_vae_decode)):
@@ -98,16 +105,93 @@ def _sample_txt2img(model, p: Txt2ImgParams, plan, conds, unconds, seeds, subsee
                    source=settings.randn_source, device=model.device,
                    eta_noise_seed_delta=settings.eta_noise_seed_delta if plan.sampler.uses_ensd else 0)
     x = rng.first() * initial_noise_scale(plan.sampler, plan.sigmas)
-    image_cond = _txt2img_image_cond(model, x, p) if model.is_inpainting else None
+    image_cond = _inpaint_model_cond(model, x, p.width, p.height) if model.is_inpainting else None
     extras = SamplerExtras(p.eta, p.s_churn, p.s_tmin, p.s_tmax, p.s_noise)
     return run_pass(model, plan, plan.sigmas, x, conds, unconds, cfg_scale=p.cfg_scale, rng=rng, seeds=seeds,
                     settings=settings, extras=extras, control=control, image_cond=image_cond,
                     time_ids=sdxl_time_ids(model, p.width, p.height))
 
 
-def _txt2img_image_cond(model: SDModel, x: torch.Tensor, p: Txt2ImgParams) -> torch.Tensor:
-    """An inpainting model in txt2img sees a fully masked grey image, as in A1111."""
-    grey = torch.zeros(x.shape[0], 3, p.height, p.width, device=model.device)  # 0.5 in [0, 1] is 0 in [-1, 1]
+@dataclass(frozen=True)
+class _HiresPlan:
+    choice: SamplerChoice
+    steps: int  # the second pass runs exactly this many steps
+    conds: list
+    unconds: list
+
+
+def _plan_hires(model: SDModel, p: Txt2ImgParams, first: SamplerChoice, encoder: PromptEncoder,
+                options: EncodeOptions) -> _HiresPlan:
+    """The second pass's sampler, steps and conditioning, prepared once per job."""
+    choice = hires_sampler(p, first)
+    if p.hr_upscaler not in LATENT_UPSCALE_MODES:
+        try:
+            find_upscaler(p.hr_upscaler)
+        except ValueError as error:
+            raise ParamsError(str(error)) from None
+    steps = p.hr_second_pass_steps or p.steps
+    # Prompt editing in the hires pass: integers count on from the first pass, fractions
+    # 1..2 cover this pass (A1111's rules), in denoiser calls of each pass's sampler.
+    first_total, hires_total = p.steps * first.schedule_steps_factor, steps * choice.schedule_steps_factor
+    old = p.settings.use_old_scheduling
+    conds = encode_prompts(encoder, [p.hr_prompt or p.prompt] * p.batch_size, first_total, hires_total,
+                           options=options, old_timelines=old)
+    unconds = encode_prompts(encoder, [p.hr_negative_prompt or p.negative_prompt] * p.batch_size, first_total,
+                             hires_total, negative=True, options=options, old_timelines=old)
+    return _HiresPlan(choice, steps, conds, unconds)
+
+
+def hires_sampler(p: Txt2ImgParams, first: SamplerChoice) -> SamplerChoice:
+    """The second pass's sampler: its own when given, else the first pass's ("Use same ...")."""
+    sampler = "" if p.hr_sampler_name in ("", "Use same sampler") else p.hr_sampler_name
+    scheduler = "" if p.hr_scheduler in ("", "Use same scheduler") else p.hr_scheduler
+    if not sampler and not scheduler:
+        return first
+    return choose_sampler(sampler or p.sampler_name, scheduler or p.scheduler)
+
+
+def _hires_pass(model: SDModel, p: Txt2ImgParams, hires: _HiresPlan, latents: torch.Tensor, seeds, subseeds,
+                control: JobControl) -> torch.Tensor:
+    """Upscale the first pass's latents and run img2img on them at the hires size."""
+    width, height, target_width, target_height = p.hires_size()
+    factor = model.vae_scale_factor
+    if p.hr_upscaler in LATENT_UPSCALE_MODES:
+        latents = upscale_latents(latents, p.hr_upscaler, height // factor, width // factor)
+    else:
+        upscaler = find_upscaler(p.hr_upscaler)
+        images = [upscaler.upscale(image, width, height) for image in decode_latents(model, latents)]
+        latents = encode_pixels(model, torch.stack([_pixels(image) for image in images]).to(model.device))
+    # Two resize sides at another aspect ratio: crop the middle, as A1111 does.
+    crop_x, crop_y = (width - target_width) // factor, (height - target_height) // factor
+    latents = latents[:, :, crop_y // 2 : latents.shape[2] - (crop_y + 1) // 2,
+                      crop_x // 2 : latents.shape[3] - (crop_x + 1) // 2]
+    if p.denoising_strength == 0:
+        return latents
+    schedule_steps, t_enc = img2img_steps(hires.steps, p.denoising_strength, exact_steps=True)
+    plan = plan_sampling(model, hires.choice, schedule_steps)
+    sigmas = plan.sigmas[schedule_steps - t_enc - 1 :]
+    settings = p.settings
+    rng = ImageRNG(tuple(latents.shape[1:]), seeds, subseeds, p.subseed_strength, p.seed_resize_from_h,
+                   p.seed_resize_from_w, source=settings.randn_source, device=model.device,
+                   eta_noise_seed_delta=settings.eta_noise_seed_delta if plan.sampler.uses_ensd else 0)
+    x = latents + rng.first() * sigmas[0]
+    height, width = latents.shape[2] * factor, latents.shape[3] * factor
+    image_cond = _inpaint_model_cond(model, x, width, height) if model.is_inpainting else None
+    extras = SamplerExtras(p.eta, p.s_churn, p.s_tmin, p.s_tmax, p.s_noise)
+    return run_pass(model, plan, sigmas, x, hires.conds, hires.unconds, cfg_scale=p.cfg_scale, rng=rng,
+                    seeds=seeds, settings=settings, extras=extras, control=control, image_cond=image_cond,
+                    time_ids=sdxl_time_ids(model, width, height))
+
+
+def _pixels(image: Image.Image) -> torch.Tensor:
+    """A PIL image as a [3, H, W] tensor in [-1, 1]."""
+    array = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32))
+    return array.permute(2, 0, 1) / 127.5 - 1
+
+
+def _inpaint_model_cond(model: SDModel, x: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """An inpainting model without a mask sees a fully masked grey image, as in A1111."""
+    grey = torch.zeros(x.shape[0], 3, height, width, device=model.device)  # 0.5 in [0, 1] is 0 in [-1, 1]
     latents = encode_pixels(model, grey)
     mask = torch.ones(x.shape[0], 1, *latents.shape[2:], device=model.device, dtype=latents.dtype)
     return torch.cat([mask, latents], dim=1).to(model.dtype)
@@ -132,14 +216,35 @@ def infotext_params(model: SDModel, p: Txt2ImgParams, choice: SamplerChoice, see
             f"{p.seed_resize_from_w}x{p.seed_resize_from_h}"
             if p.seed_resize_from_w > 0 and p.seed_resize_from_h > 0 else None
         ),
+        "Denoising strength": _plain_number(p.denoising_strength) if p.enable_hr else None,
         "Clip skip": settings.clip_skip if settings.clip_skip > 1 else None,
         "ENSD": settings.eta_noise_seed_delta if settings.eta_noise_seed_delta and choice.sampler.uses_ensd else None,
         "RNG": settings.randn_source if settings.randn_source != "GPU" else None,
         "Emphasis": settings.emphasis if settings.emphasis != "Original" and uses_emphasis else None,
         "Old prompt editing timelines": True if settings.use_old_scheduling else None,
-        "Version": VERSION,
     }
+    if p.enable_hr:
+        params.update(hires_infotext_params(p, choice))
+    params["Version"] = VERSION
     return params
+
+
+def hires_infotext_params(p: Txt2ImgParams, first: SamplerChoice) -> dict:
+    """A1111's hires keys: only what differs from the first pass is written."""
+    hires = hires_sampler(p, first)
+    resized = p.hr_resize_x or p.hr_resize_y
+    return {
+        "Hires upscale": None if resized else _plain_number(p.hr_scale),
+        "Hires resize": f"{p.hr_resize_x}x{p.hr_resize_y}" if resized else None,
+        "Hires steps": p.hr_second_pass_steps or None,
+        "Hires upscaler": p.hr_upscaler,
+        "Hires sampler": hires.sampler.name if hires.sampler != first.sampler else None,
+        "Hires schedule type": hires.scheduler_label if hires.scheduler_label != first.scheduler_label else None,
+        "Hires prompt": p.hr_prompt if p.hr_prompt and p.hr_prompt != p.prompt else None,
+        "Hires negative prompt": (
+            p.hr_negative_prompt if p.hr_negative_prompt and p.hr_negative_prompt != p.negative_prompt else None
+        ),
+    }
 
 
 def _plain_number(value: float) -> float | int:
