@@ -1,0 +1,97 @@
+"""A1111's command-line flags, so that users' launch scripts keep working."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+# Flags A1111 users commonly pass that tune A1111's own attention and memory code. Here
+# attention is always PyTorch SDPA and memory is managed per model, so they change nothing;
+# they are accepted (and reported) rather than refused, so old launch scripts still start.
+ACCEPTED_WITHOUT_EFFECT = (
+    "--xformers", "--opt-sdp-attention", "--opt-sdp-no-mem-attention", "--opt-split-attention",
+    "--medvram", "--medvram-sdxl", "--lowvram", "--upcast-sampling", "--no-gradio-queue", "--disable-safe-unpickle",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python launch.py", description="Stable Diffusion WebUI")
+    add = parser.add_argument
+    # server and LAN sharing
+    add("--listen", action="store_true", help="serve on 0.0.0.0 (the LAN) instead of 127.0.0.1")
+    add("--port", type=int, default=None, help="port (default 7860, or 7861 with --nowebui)")
+    add("--server-name", default=None, help="address or host name to bind to")
+    add("--api", action="store_true", help="serve the /sdapi/v1 REST API beside the UI")
+    add("--nowebui", action="store_true", help="serve the API only")
+    add("--api-log", action="store_true", help="log every API request")
+    add("--gradio-auth", default=None, help='UI login "user:password[,user2:password2]"')
+    add("--gradio-auth-path", default=None, help="file with user:password entries (lines or commas)")
+    add("--api-auth", default=None, help='HTTP Basic auth for the API "user:password[,...]"')
+    add("--cors-allow-origins", default=None, help="comma-separated origins allowed by CORS")
+    add("--cors-allow-origins-regex", default=None)
+    add("--tls-keyfile", default=None)
+    add("--tls-certfile", default=None)
+    add("--subpath", default=None, help="serve under this URL prefix (behind a reverse proxy)")
+    add("--enable-insecure-extension-access", action="store_true",
+        help="allow installing extensions even when serving beyond this machine")
+    add("--autolaunch", action="store_true", help="open the UI in the system browser")
+    add("--theme", choices=["light", "dark"], default=None)
+    add("--timeout-keep-alive", type=int, default=30)
+    # folders
+    add("--data-dir", default=".", help="where models/, outputs/, config.json and styles.csv live")
+    add("--models-dir", default=None, help="models folder (default DATA_DIR/models)")
+    add("--ckpt-dir", default=None, help="another folder of checkpoints")
+    add("--ckpt", default=None, help="checkpoint to load at start")
+    add("--vae-dir", default=None)
+    add("--lora-dir", default=None)
+    add("--embeddings-dir", default=None)
+    add("--ui-settings-file", default=None, help="settings file (default DATA_DIR/config.json)")
+    add("--styles-file", default=None, help="styles file (default DATA_DIR/styles.csv)")
+    add("--freeze-settings", action="store_true", help="settings cannot be changed from the UI or API")
+    add("--hide-ui-dir-config", action="store_true", help="output folders cannot be changed from the UI or API")
+    add("--disable-all-extensions", action="store_true")
+    add("--disable-extra-extensions", action="store_true")
+    # device
+    add("--use-cpu", nargs="*", default=[], help="'all' runs everything on the CPU")
+    add("--precision", choices=["full", "autocast", "half"], default="autocast")
+    add("--no-half", action="store_true", help="fp32 weights on the GPU")
+    add("--no-half-vae", action="store_true", help="fp32 VAE on the GPU")
+    for flag in ACCEPTED_WITHOUT_EFFECT:
+        add(flag, action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def parse_flags(argv: list[str]) -> argparse.Namespace:
+    flags = build_parser().parse_args(argv)
+    flags.data_dir = Path(flags.data_dir).resolve()
+    flags.models_dir = Path(flags.models_dir).resolve() if flags.models_dir else flags.data_dir / "models"
+    flags.ignored = [f for f in ACCEPTED_WITHOUT_EFFECT if getattr(flags, f.lstrip("-").replace("-", "_"))]
+    return flags
+
+
+def is_shared_beyond_this_machine(flags: argparse.Namespace) -> bool:
+    """A1111's "non-local" rule: extension installs are off then unless explicitly allowed."""
+    return bool(flags.listen or flags.server_name)
+
+
+def parse_credentials(text: str | None, path: str | None = None) -> dict[str, str]:
+    """`user:password` pairs from a flag and/or a file (comma- or line-separated).
+
+    Only the first colon separates user from password, so passwords may contain colons.
+    """
+    entries = []
+    if text:
+        entries += text.split(",")
+    if path:
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            entries += line.split(",")
+    credentials = {}
+    for entry in (e.strip() for e in entries):
+        if entry:
+            user, _, password = entry.partition(":")
+            credentials[user] = password
+    return credentials
+
+
+# Flag values that are secrets: never shown by /sdapi/v1/cmd-flags or logged.
+SECRET_FLAGS = ("gradio_auth", "api_auth", "gradio_auth_path", "tls_keyfile")
