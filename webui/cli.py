@@ -16,12 +16,10 @@ from pathlib import Path
 from .generation.params import GenerationSettings, ParamsError, Txt2ImgParams
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m webui.cli", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    txt2img = commands.add_parser("txt2img", help="generate images from a prompt")
-    model = txt2img.add_argument_group("model and device (A1111 flags)")
+def _common_flags() -> argparse.ArgumentParser:
+    """Model, device, generation and settings flags shared by txt2img and img2img."""
+    common = argparse.ArgumentParser(add_help=False)
+    model = common.add_argument_group("model and device (A1111 flags)")
     model.add_argument("--ckpt", help="checkpoint file or folder, or a name/hash from models/Stable-diffusion")
     model.add_argument("--ckpt-dir", help="another folder to look for checkpoints in")
     model.add_argument("--data-dir", default=".", help="where models/ and outputs/ are (default: here)")
@@ -31,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--no-half-vae", action="store_true", help="fp32 VAE on the GPU")
 
     defaults = Txt2ImgParams()
-    gen = txt2img.add_argument_group("generation")
+    gen = common.add_argument_group("generation")
     gen.add_argument("--prompt", default="")
     gen.add_argument("--negative-prompt", default="")
     gen.add_argument("--steps", type=int, default=defaults.steps)
@@ -41,13 +39,32 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=-1)
     gen.add_argument("--subseed", type=int, default=-1)
     gen.add_argument("--subseed-strength", type=float, default=0.0)
-    gen.add_argument("--width", type=int, default=None, help="default: the model's native size")
+    gen.add_argument("--width", type=int, default=None, help="default: the model's (txt2img) or image's size")
     gen.add_argument("--height", type=int, default=None)
     gen.add_argument("--batch-size", type=int, default=1)
     gen.add_argument("--n-iter", type=int, default=1)
     gen.add_argument("--eta", type=float, default=None)
-    gen.add_argument("--outdir", type=Path, default=None, help="default: outputs/txt2img-images/<date>")
+    gen.add_argument("--denoising-strength", type=float, default=defaults.denoising_strength,
+                     help="img2img: how much to change; txt2img: the hires pass's")
+    gen.add_argument("--outdir", type=Path, default=None, help="default: outputs/<mode>-images/<date>")
 
+    settings = common.add_argument_group("settings")
+    settings.add_argument("--clip-skip", type=int, default=1)
+    settings.add_argument("--emphasis", default="Original", choices=["Original", "No norm", "Ignore", "None"])
+    settings.add_argument("--rng", dest="randn_source", default="GPU", choices=["GPU", "CPU", "NV"])
+    settings.add_argument("--ensd", dest="eta_noise_seed_delta", type=int, default=0)
+    settings.add_argument("--tiled-vae-decode", action="store_true")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m webui.cli", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    common = _common_flags()
+    defaults = Txt2ImgParams()
+
+    txt2img = commands.add_parser("txt2img", help="generate images from a prompt", parents=[common])
     hires = txt2img.add_argument_group("hires fix (a second pass at a larger size)")
     hires.add_argument("--enable-hr", action="store_true")
     hires.add_argument("--hr-scale", type=float, default=defaults.hr_scale)
@@ -55,46 +72,60 @@ def build_parser() -> argparse.ArgumentParser:
     hires.add_argument("--hr-second-pass-steps", type=int, default=0, help="0: as many as the first pass")
     hires.add_argument("--hr-resize-x", type=int, default=0)
     hires.add_argument("--hr-resize-y", type=int, default=0)
-    hires.add_argument("--denoising-strength", type=float, default=defaults.denoising_strength)
     hires.add_argument("--hr-sampler", dest="hr_sampler_name", default="")
     hires.add_argument("--hr-scheduler", default="")
     hires.add_argument("--hr-prompt", default="")
     hires.add_argument("--hr-negative-prompt", default="")
 
-    settings = txt2img.add_argument_group("settings")
-    settings.add_argument("--clip-skip", type=int, default=1)
-    settings.add_argument("--emphasis", default="Original", choices=["Original", "No norm", "Ignore", "None"])
-    settings.add_argument("--rng", dest="randn_source", default="GPU", choices=["GPU", "CPU", "NV"])
-    settings.add_argument("--ensd", dest="eta_noise_seed_delta", type=int, default=0)
-    settings.add_argument("--tiled-vae-decode", action="store_true")
+    img2img = commands.add_parser("img2img", help="rework or inpaint images", parents=[common])
+    group = img2img.add_argument_group("img2img and inpaint (A1111's fields)")
+    group.add_argument("--init", dest="init_images", action="append", required=True, type=Path,
+                       help="init image; repeat for several (image i of a batch uses init i mod count)")
+    group.add_argument("--mask", type=Path, default=None, help="inpaint mask: white (or opaque alpha) = repaint")
+    group.add_argument("--resize-mode", type=int, default=0, choices=range(4),
+                       help="0 just resize, 1 crop and resize, 2 resize and fill, 3 just resize (latent upscale)")
+    group.add_argument("--mask-blur", type=int, default=4)
+    group.add_argument("--inpainting-fill", type=int, default=1, choices=range(4),
+                       help="masked content: 0 fill, 1 original, 2 latent noise, 3 latent nothing")
+    group.add_argument("--inpaint-full-res", action="store_true", help='inpaint area "Only masked"')
+    group.add_argument("--inpaint-full-res-padding", type=int, default=32)
+    group.add_argument("--inpainting-mask-invert", action="store_const", const=1, default=0,
+                       help='mask mode "Inpaint not masked"')
+    group.add_argument("--initial-noise-multiplier", type=float, default=1.0)
     return parser
 
 
-def run_txt2img(args: argparse.Namespace) -> int:
+def _load_model(args: argparse.Namespace):
+    """The checkpoint the flags name, or None after printing why it can't be used."""
     from .devices import choose_devices
-    from .generation.processing import txt2img
     from .models.discovery import find_checkpoint
     from .models.loading import CheckpointError, load_checkpoint
 
     data_dir = Path(args.data_dir)
     devices = choose_devices(args.use_cpu, args.precision, args.no_half, args.no_half_vae)
+    cache = data_dir / "cache.json"  # sha256 of each checkpoint, computed once
     try:
-        cache = data_dir / "cache.json"  # sha256 of each checkpoint, computed once
         info = find_checkpoint(args.ckpt, models_dir=data_dir / "models" / "Stable-diffusion", ckpt_dir=args.ckpt_dir,
                                cache_path=cache)
-        model = load_checkpoint(info, devices.device, devices.dtype, vae_dtype=devices.vae_dtype, cache_path=cache)
+        return load_checkpoint(info, devices.device, devices.dtype, vae_dtype=devices.vae_dtype, cache_path=cache)
     except (CheckpointError, LookupError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return None
+
+
+def _params(cls, args: argparse.Namespace, **given):
+    """The typed params from the flags whose names are fields of `cls`."""
     settings = GenerationSettings(
         clip_skip=args.clip_skip, emphasis=args.emphasis, randn_source=args.randn_source,
         eta_noise_seed_delta=args.eta_noise_seed_delta, tiled_vae_decode=args.tiled_vae_decode,
     )
-    names = {f.name for f in fields(Txt2ImgParams)} - {"settings", "width", "height"}
-    params = Txt2ImgParams(**{k: v for k, v in vars(args).items() if k in names}, settings=settings,
-                           width=args.width or model.default_size, height=args.height or model.default_size)
+    names = {f.name for f in fields(cls)} - {"settings", *given}
+    return cls(**{k: v for k, v in vars(args).items() if k in names}, settings=settings, **given)
+
+
+def _generate(function, model, params, data_dir: str) -> int:
     try:
-        result = txt2img(model, params, outputs_root=data_dir / "outputs")
+        result = function(model, params, outputs_root=Path(data_dir) / "outputs")
     except ParamsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -103,9 +134,39 @@ def run_txt2img(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_txt2img(args: argparse.Namespace) -> int:
+    from .generation.processing import txt2img
+
+    model = _load_model(args)
+    if model is None:
+        return 2
+    params = _params(Txt2ImgParams, args, width=args.width or model.default_size,
+                     height=args.height or model.default_size)
+    return _generate(txt2img, model, params, args.data_dir)
+
+
+def run_img2img(args: argparse.Namespace) -> int:
+    from .generation.img2img import Img2ImgParams, img2img, load_image
+
+    try:  # unreadable images fail before the model loads
+        init_images = [load_image(path, "init image") for path in args.init_images]
+        mask = load_image(args.mask, "mask") if args.mask is not None else None
+    except ParamsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    model = _load_model(args)
+    if model is None:
+        return 2
+    # Default size: the first init image's, down to a multiple of 8.
+    width = args.width or max(init_images[0].width // 8 * 8, 64)
+    height = args.height or max(init_images[0].height // 8 * 8, 64)
+    params = _params(Img2ImgParams, args, init_images=init_images, mask=mask, width=width, height=height)
+    return _generate(img2img, model, params, args.data_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_txt2img(args)
+    return run_img2img(args) if args.command == "img2img" else run_txt2img(args)
 
 
 if __name__ == "__main__":
