@@ -1,0 +1,123 @@
+"""Load check (not a test): start the API server, drive N concurrent clients for a bounded time.
+
+    python tools/load_check.py --clients 8 --seconds 30            # tiny random model
+    python tools/load_check.py --ckpt /path/model.safetensors --steps 20 --size 512
+
+Prints jobs completed, errors, and queue wait times (p50/p95/max) as the server measured
+them (`queue_seconds` in each response's info), plus each client's share of the jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from webui.api import register_api  # noqa: E402
+from webui.flags import parse_flags  # noqa: E402
+from webui.state import SharedState  # noqa: E402
+
+
+def start_server(data_dir: Path, ckpt: str | None) -> tuple[uvicorn.Server, str, SharedState]:
+    argv = ["--data-dir", str(data_dir), "--use-cpu", "all", "--precision", "full"]
+    if ckpt:
+        argv += ["--ckpt", ckpt]
+    else:  # a tiny random-weight model, written as a diffusers folder
+        from checkpoint_files import write_diffusers_folder
+        from tiny_models import make_tiny_model
+        write_diffusers_folder(make_tiny_model("sd1"), data_dir / "models" / "Stable-diffusion" / "tiny")
+    state = SharedState.create(parse_flags(argv))
+    app = FastAPI()
+    register_api(app, state)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.01)
+    return server, f"http://127.0.0.1:{port}", state
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(fraction * len(ordered)), len(ordered) - 1)] if ordered else 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=30.0, help="no new requests after this")
+    parser.add_argument("--ckpt", default=None, help="checkpoint file or folder (default: a tiny random model)")
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--size", type=int, default=64)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        server, url, state = start_server(Path(tmp), args.ckpt)
+        body = {"prompt": "a lighthouse at dusk", "steps": args.steps, "width": args.size, "height": args.size}
+        httpx.post(f"{url}/sdapi/v1/txt2img", json=body, timeout=600)  # warm-up: loads the model
+        stop_at = time.monotonic() + args.seconds
+        lock = threading.Lock()
+        done: dict[int, int] = {}
+        errors: list[str] = []
+        waits: list[float] = []
+        latencies: list[float] = []
+
+        def client(number: int) -> None:
+            with httpx.Client(base_url=url, headers={"X-Client-Id": f"load-{number}"}, timeout=600) as http:
+                while time.monotonic() < stop_at:
+                    started = time.monotonic()
+                    try:
+                        r = http.post("/sdapi/v1/txt2img", json=body)
+                        ok = r.status_code == 200
+                        info = json.loads(r.json()["info"]) if ok else None
+                    except (httpx.HTTPError, ValueError, KeyError) as error:
+                        ok, r, info = False, error, None
+                    with lock:
+                        if ok:
+                            done[number] = done.get(number, 0) + 1
+                            waits.append(info["queue_seconds"])
+                            latencies.append(time.monotonic() - started)
+                        else:
+                            errors.append(str(getattr(r, "text", r))[:200])
+
+        began = time.monotonic()
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(args.clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.monotonic() - began
+        server.should_exit = True
+        state.queue.stop()
+
+    total = sum(done.values())
+    print(f"clients {args.clients}, {elapsed:.1f}s, {args.steps} steps at {args.size}x{args.size}")
+    print(f"jobs completed {total} ({total / elapsed:.2f}/s), errors {len(errors)}")
+    print(f"queue wait s: p50 {percentile(waits, 0.5):.3f}  p95 {percentile(waits, 0.95):.3f}  max {max(waits, default=0):.3f}")
+    print(f"request latency s: p50 {percentile(latencies, 0.5):.3f}  p95 {percentile(latencies, 0.95):.3f}  "
+          f"mean {statistics.fmean(latencies) if latencies else 0:.3f}")
+    print("jobs per client:", " ".join(str(done.get(n, 0)) for n in range(args.clients)))
+    for error in errors[:5]:
+        print("error:", error)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""POST /sdapi/v1/txt2img and /img2img: A1111's request in, through the job queue, A1111's response out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+from fastapi import HTTPException
+
+from prompt_parser.styles import apply_styles_to_prompt
+
+from ..generation.img2img import Img2ImgParams
+from ..generation.params import ParamsError, Txt2ImgParams
+from ..generation.processing import VERSION
+from ..generation.sampling import choose_sampler
+from ..generation.upscalers import LATENT_UPSCALE_MODES, find_upscaler
+from ..jobs import Job, checked_overrides
+from ..state import OptionsError, SharedState
+from .common import decode_image, encode_png, known_checkpoint
+from .models import Img2ImgRequest, Txt2ImgRequest
+from .styles import read_styles
+
+# Request fields for features this WebUI does not have yet: refused with a clear 400 when
+# set, rather than silently ignored (a client asking for face restoration should know).
+_NOT_YET = ("restore_faces", "tiling", "refiner_checkpoint", "hr_checkpoint_name", "firstpass_image", "script_name",
+            "latent_mask", "infotext")
+_COMMON_FIELDS = ("prompt", "negative_prompt", "seed", "subseed", "subseed_strength", "seed_resize_from_h",
+                  "seed_resize_from_w", "batch_size", "n_iter", "steps", "cfg_scale", "width", "height", "eta",
+                  "enable_hr", "hr_scale", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y", "hr_prompt",
+                  "hr_negative_prompt", "save_images")
+_EXTRAS = ("s_churn", "s_tmin", "s_tmax", "s_noise")  # None: the sampler's own default
+_IMG2IMG_FIELDS = ("resize_mode", "image_cfg_scale", "mask_blur", "mask_blur_x", "mask_blur_y", "mask_round",
+                   "inpainting_fill", "inpaint_full_res", "inpaint_full_res_padding", "inpainting_mask_invert")
+
+
+def build_params(state: SharedState, req: Txt2ImgRequest, kind: str):
+    """Typed parameters from an API request, checked as far as can be before queueing."""
+    for name in _NOT_YET:
+        if getattr(req, name, None):
+            raise HTTPException(400, f"{name}: not supported by this WebUI yet")
+    cls = Img2ImgParams if kind == "img2img" else Txt2ImgParams
+    values = {name: getattr(req, name) for name in _COMMON_FIELDS}
+    values |= {name: getattr(req, name) for name in _EXTRAS if getattr(req, name) is not None}
+    values["sampler_name"] = req.sampler_name or req.sampler_index
+    values["scheduler"] = req.scheduler or "Automatic"
+    values["hr_upscaler"] = req.hr_upscaler or "Latent"
+    values["hr_sampler_name"] = req.hr_sampler_name or ""
+    values["hr_scheduler"] = req.hr_scheduler or ""
+    if req.denoising_strength is not None:
+        values["denoising_strength"] = req.denoising_strength
+    if req.styles:
+        styles = read_styles(state)
+        for name in req.styles:
+            if name not in styles:
+                raise HTTPException(404, f"styles: no style named {name!r}")
+        values["prompt"] = apply_styles_to_prompt(req.prompt, [styles[n]["prompt"] for n in req.styles])
+        values["negative_prompt"] = apply_styles_to_prompt(
+            req.negative_prompt, [styles[n]["negative_prompt"] for n in req.styles])
+    if kind == "img2img":
+        values |= {name: getattr(req, name) for name in _IMG2IMG_FIELDS}
+        if req.initial_noise_multiplier is not None:
+            values["initial_noise_multiplier"] = req.initial_noise_multiplier
+        if not req.init_images:
+            raise HTTPException(400, "init_images: at least one base64 image is required")
+        values["init_images"] = [decode_image(data, f"init_images[{i}]") for i, data in enumerate(req.init_images)]
+        if req.mask:
+            values["mask"] = decode_image(req.mask, "mask")
+    p = cls(**values)
+    try:
+        choose_sampler(p.sampler_name, p.scheduler)
+        if p.enable_hr:
+            choose_sampler(p.hr_sampler_name or p.sampler_name, p.hr_scheduler or p.scheduler)
+            if p.hr_upscaler not in LATENT_UPSCALE_MODES:
+                find_upscaler(p.hr_upscaler)
+        p.validate()
+    except (ParamsError, ValueError) as error:
+        raise HTTPException(400, str(error)) from None
+    return p
+
+
+def checked_override_settings(state: SharedState, req: Txt2ImgRequest) -> dict:
+    try:
+        overrides = checked_overrides(req.override_settings)
+    except OptionsError as error:
+        raise HTTPException(400, str(error)) from None
+    if overrides.get("sd_model_checkpoint"):
+        known_checkpoint(state, overrides["sd_model_checkpoint"], "override_settings.sd_model_checkpoint")
+    return overrides
+
+
+async def run_generation(state: SharedState, req: Txt2ImgRequest, kind: str, owner: str) -> dict:
+    p = build_params(state, req, kind)
+    overrides = checked_override_settings(state, req)
+    try:
+        job = state.queue.submit(kind, p, owner, req.force_task_id or None, override_settings=overrides)
+    except ValueError as error:
+        raise HTTPException(409, f"force_task_id: {error}") from None
+    # Poll instead of blocking a worker thread, so many waiting clients cost no threads.
+    while not job.is_finished:
+        await asyncio.sleep(0.02)
+    if job.status == "failed":
+        # A parameter the job could only check once running is the client's error; anything else ours.
+        raise HTTPException(400 if job.bad_input else 500, f"{job.id} failed: {job.error}")
+    return response(state, req, job)
+
+
+def response(state: SharedState, req: Txt2ImgRequest, job: Job) -> dict:
+    result = job.result
+    parameters = req.model_dump()
+    if isinstance(req, Img2ImgRequest) and not req.include_init_images:
+        parameters["init_images"] = None  # A1111 echoes the images only when asked
+        parameters["mask"] = None
+    images = [encode_png(image, text) for image, text in zip(result.images, result.infotexts)] if req.send_images else []
+    return {"images": images, "parameters": parameters, "info": json.dumps(info(state, job))}
+
+
+def info(state: SharedState, job: Job) -> dict:
+    """The `info` JSON of A1111's Processed, for the images this job finished."""
+    p, result = job.params, job.result
+    model = state.models.slot.model
+    first = lambda values, default: values[0] if values else default  # noqa: E731
+    return {
+        "prompt": p.prompt, "all_prompts": result.prompts,
+        "negative_prompt": p.negative_prompt, "all_negative_prompts": result.negative_prompts,
+        "seed": first(result.seeds, p.seed), "all_seeds": result.seeds,
+        "subseed": first(result.subseeds, p.subseed), "all_subseeds": result.subseeds,
+        "subseed_strength": p.subseed_strength, "width": p.width, "height": p.height,
+        "sampler_name": p.sampler_name, "scheduler": p.scheduler, "cfg_scale": p.cfg_scale, "steps": p.steps,
+        "batch_size": p.batch_size, "restore_faces": False, "face_restoration_model": None,
+        "sd_model_name": Path(model.name).stem if model is not None else None,
+        "sd_model_hash": None, "sd_vae_name": None, "sd_vae_hash": None,
+        "seed_resize_from_w": p.seed_resize_from_w, "seed_resize_from_h": p.seed_resize_from_h,
+        "denoising_strength": p.denoising_strength if (job.kind == "img2img" or p.enable_hr) else None,
+        "extra_generation_params": {}, "index_of_first_image": 0, "infotexts": result.infotexts,
+        "styles": [], "job_timestamp": _timestamp(job), "clip_skip": p.settings.clip_skip,
+        "is_using_inpainting_conditioning": bool(model is not None and model.is_inpainting),
+        "version": VERSION,
+        # Ours, beyond A1111: which task this was, how it ended, how long it waited in the queue.
+        "id_task": job.id, "status": job.status,
+        "queue_seconds": round((job.started or job.finished or job.submitted) - job.submitted, 3),
+    }
+
+
+def _timestamp(job: Job) -> str:
+    return time.strftime("%Y%m%d%H%M%S", time.localtime(job.started or job.submitted))

@@ -1,0 +1,109 @@
+"""The read-mostly endpoints: settings, flags, and the lists a client fills its menus from.
+
+Features this WebUI does not have yet (VAE files, textual inversion, LoRA, scripts,
+extensions) answer with A1111's empty shapes, which is the truth: there are none.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from fastapi import HTTPException
+
+from ..flags import SECRET_FLAGS
+from ..generation.samplers import SAMPLERS, SCHEDULERS
+from ..generation.upscalers import LATENT_UPSCALE_MODES, upscaler_names
+from ..state import OptionsError, SharedState
+from .common import known_checkpoint
+from .styles import read_styles
+
+# Schedules built from the model's own timestep table rather than from sigma_min/max alone.
+_NEEDS_MODEL_TABLE = {"sgm_uniform", "simple", "normal", "ddim", "beta"}
+
+
+def set_options(state: SharedState, changes: Any) -> None:
+    if not isinstance(changes, dict):
+        raise HTTPException(422, "body: expected a JSON object of settings")
+    name = changes.get("sd_model_checkpoint")
+    if name:  # only a checkpoint from the models folders, never a path elsewhere
+        if not isinstance(name, str):
+            raise HTTPException(422, "sd_model_checkpoint: expected a string")
+        changes = {**changes, "sd_model_checkpoint": known_checkpoint(state, name, "sd_model_checkpoint").title}
+    try:
+        state.options.update(changes)
+    except OptionsError as error:
+        raise HTTPException(400, str(error)) from None
+
+
+def cmd_flags(state: SharedState) -> dict[str, Any]:
+    shown = {}
+    for key, value in vars(state.flags).items():
+        if key in SECRET_FLAGS:
+            value = "***" if value else None  # say whether it is set, never what it is
+        elif isinstance(value, Path):
+            value = str(value)
+        shown[key] = value
+    return shown
+
+
+def samplers() -> list[dict]:
+    return [{"name": s.name, "aliases": list(s.aliases), "options": {k: str(v) for k, v in s.options}}
+            for s in SAMPLERS]
+
+
+def schedulers() -> list[dict]:
+    return [{"name": s.name, "label": s.label, "aliases": list(s.aliases) or None, "default_rho": s.default_rho or -1,
+             "need_inner_model": s.name in _NEEDS_MODEL_TABLE} for s in SCHEDULERS]
+
+
+def sd_models(state: SharedState) -> list[dict]:
+    return [{"title": c.title, "model_name": c.name.replace("/", "_"), "hash": c.short_hash, "sha256": c.sha256,
+             "filename": str(c.path), "config": None} for c in state.models.checkpoints()]
+
+
+def upscalers() -> list[dict]:
+    # Pixel upscalers only, as A1111 lists them; the latent modes have their own endpoint.
+    return [{"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": None}
+            for name in upscaler_names() if name not in LATENT_UPSCALE_MODES]
+
+
+def latent_upscale_modes() -> list[dict]:
+    return [{"name": name} for name in LATENT_UPSCALE_MODES]
+
+
+def prompt_styles(state: SharedState) -> list[dict]:
+    return list(read_styles(state).values())
+
+
+def _ram() -> tuple[int, int]:
+    """(available, total) bytes of system RAM: psutil when installed, else /proc/meminfo."""
+    try:
+        import psutil
+    except ImportError:
+        fields = {}
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            fields[key] = int(rest.split()[0]) * 1024
+        return fields.get("MemAvailable", fields.get("MemFree", 0)), fields.get("MemTotal", 0)
+    ram = psutil.virtual_memory()
+    return ram.available, ram.total
+
+
+def memory() -> dict:
+    free, total = _ram()
+    result: dict[str, Any] = {"ram": {"free": free, "used": total - free, "total": total}}
+    if torch.cuda.is_available():
+        free, total = torch.cuda.mem_get_info()
+        stats = torch.cuda.memory_stats()
+        pair = lambda key: {"current": stats.get(f"{key}.all.current", 0), "peak": stats.get(f"{key}.all.peak", 0)}  # noqa: E731
+        result["cuda"] = {
+            "system": {"free": free, "used": total - free, "total": total},
+            "active": pair("active_bytes"), "allocated": pair("allocated_bytes"),
+            "reserved": pair("reserved_bytes"), "inactive": pair("inactive_split_bytes"),
+            "events": {"retries": stats.get("num_alloc_retries", 0), "oom": stats.get("num_ooms", 0)},
+        }
+    else:
+        result["cuda"] = {"error": "CUDA is not available"}
+    return result

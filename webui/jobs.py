@@ -1,0 +1,326 @@
+"""The one job queue: every generation (UI, API, scripts) runs here, one at a time, on one worker.
+
+Why a queue of our own instead of one global lock: each job has an owner, so progress,
+interrupt and skip act on that owner's job only, and waiting jobs are served round-robin
+across owners, so one client's ten queued jobs cannot starve another client's one.
+
+A job runs its batches (`n_iter`) one call at a time with the seeds fixed up front, so the
+images are the same as one call would give, and an interrupt keeps every image finished so
+far (A1111 instead returns the interrupted batch's last latent, decoded).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import replace
+from typing import Any
+
+from .generation.denoiser import Interrupted, JobControl
+from .generation.params import GenerationSettings, ParamsError
+from .generation.processing import Processed, txt2img
+from .generation.rng import fix_seed, job_seeds
+from .state import OPTION_DEFAULTS, OptionsError, SharedState
+
+log = logging.getLogger(__name__)
+
+KINDS = ("txt2img", "img2img")
+FINISHED = ("done", "failed", "interrupted")
+KEEP_FINISHED = 256  # finished jobs remembered for progress/result look-ups
+
+
+def checked_overrides(overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """The `override_settings` entries our Options know, type-checked; unknown keys are ignored.
+
+    A1111 clients send keys we have no use for (sd_vae, ...): ignoring them keeps those
+    clients working. A known key with a wrong type is an error naming the key.
+    """
+    known = {}
+    for key, value in (overrides or {}).items():
+        if key not in OPTION_DEFAULTS:
+            continue
+        default = OPTION_DEFAULTS[key]
+        numeric = isinstance(default, float) and isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not numeric and (not isinstance(value, type(default)) or isinstance(value, bool) != isinstance(default, bool)):
+            raise OptionsError(f"override_settings.{key} must be {type(default).__name__}, not {value!r}")
+        known[key] = value
+    return known
+
+
+def settings_with(state: SharedState, overrides: dict[str, Any]) -> GenerationSettings:
+    """Generation settings from the current options with `overrides` applied, for one job only."""
+    view = copy.copy(state.options)  # the same Options mapping, over a private copy of the values
+    view._values = {**state.options.as_dict(), **overrides}
+    view._lock = threading.Lock()
+    return view.generation_settings()
+
+
+class Job:
+    """One request for images, from submission to result."""
+
+    def __init__(self, job_id: str, kind: str, owner: str, params, overrides: dict[str, Any], keep_settings: bool):
+        self.id = job_id
+        self.kind = kind
+        self.owner = owner
+        self.params = params
+        self.overrides = overrides
+        self.keep_settings = keep_settings
+        self.status = "queued"
+        self.step = 0
+        self.steps = 0
+        self.progress = 0.0
+        self.preview = None
+        self.preview_id = 0
+        self.result: Processed | None = None
+        self.error: str | None = None
+        self.bad_input = False  # failed on a parameter (ParamsError), not on the server's side
+        self.submitted = time.time()
+        self.started: float | None = None
+        self.finished: float | None = None
+        self.control = JobControl(on_step=self._on_step)
+        self._done = threading.Event()
+        self._batch = 0
+        self._batches = 1
+        self._passes = 1
+        self._pass = 0
+
+    @property
+    def eta(self) -> float:
+        """Seconds left, from the time taken so far; 0.0 before there is anything to go on."""
+        if self.status != "running" or not self.started or self.progress <= 0:
+            return 0.0
+        elapsed = time.time() - self.started
+        return max(elapsed / self.progress - elapsed, 0.0)
+
+    def wait(self, timeout: float | None = None) -> "Job":
+        self._done.wait(timeout)
+        return self
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED
+
+    def _start_batch(self, batch: int) -> None:
+        self._batch, self._pass, self.step = batch, 0, 0
+
+    def _on_step(self, info: dict) -> None:
+        # A step count that falls back means the next pass (hires fix) of the same batch began.
+        if info["step"] <= self.step:
+            self._pass = min(self._pass + 1, self._passes - 1)
+        self.step, self.steps = info["step"], info["steps"]
+        within = (self._pass + self.step / max(self.steps, 1)) / self._passes
+        self.progress = min((self._batch + within) / self._batches, 1.0)
+        if info.get("preview") is not None:
+            try:
+                self.preview = info["preview"]()
+                self.preview_id += 1
+            except Exception:  # a preview is a nicety; it never fails the job
+                log.exception("live preview failed")
+
+    def _finish(self, status: str, error: str | None = None) -> None:
+        self.status, self.error, self.finished = status, error, time.time()
+        if status == "done":
+            self.progress = 1.0
+        self._done.set()
+
+
+class JobQueue:
+    """Waiting jobs per owner, served round-robin by one worker thread."""
+
+    def __init__(self, state: SharedState):
+        self.state = state
+        self._cond = threading.Condition()
+        self._jobs: dict[str, Job] = {}  # every job still remembered, by id
+        self._waiting: dict[str, deque[Job]] = {}  # owner -> their waiting jobs, oldest first
+        self._turns: list[str] = []  # owners with waiting jobs; the first is served next
+        self._current: Job | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    # -- worker ------------------------------------------------------------------------------
+    def start(self) -> None:
+        with self._cond:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stopping = False
+            self._thread = threading.Thread(target=self._work, name="job-queue", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        with self._cond:
+            self._stopping = True
+            if self._current is not None:
+                self._current.control.interrupted = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._turns and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                job = self._take_next()
+                self._current = job
+                job.status, job.started = "running", time.time()
+            try:
+                self._run(job)
+            finally:
+                with self._cond:
+                    self._current = None
+                    self._forget_old()
+
+    def _take_next(self) -> Job:
+        owner = self._turns.pop(0)
+        job = self._waiting[owner].popleft()
+        if self._waiting[owner]:
+            self._turns.append(owner)  # back of the line: everyone else gets a turn first
+        else:
+            del self._waiting[owner]
+        return job
+
+    def _run(self, job: Job) -> None:
+        result = Processed()
+        job.result = result
+        try:
+            model = self._model_for(job)
+        except Exception as error:  # a bad checkpoint fails this job; the server keeps serving
+            log.warning("job %s: model load failed: %s", job.id, error)
+            job._finish("failed", f"could not load the model: {error}")
+            return
+        try:
+            p = job.params
+            if not job.keep_settings:
+                p.settings = settings_with(self.state, job.overrides)
+            p.validate()
+            self._run_batches(job, model, p, result)
+        except Interrupted:
+            job._finish("interrupted")
+        except ParamsError as error:
+            job.bad_input = True
+            job._finish("failed", str(error))
+        except Exception as error:
+            log.exception("job %s failed", job.id)
+            job._finish("failed", f"{type(error).__name__}: {error}")
+        else:
+            job._finish("interrupted" if job.control.interrupted else "done")
+
+    def _run_batches(self, job: Job, model, p, result: Processed) -> None:
+        # Fix the seeds once, then run batch by batch with each batch's first seed, which gives
+        # the same seeds per image as a single call and lets an interrupt keep earlier batches.
+        seed, subseed = fix_seed(p.seed), fix_seed(p.subseed)
+        seeds, subseeds = job_seeds(seed, subseed, p.subseed_strength, p.batch_size * p.n_iter)
+        job._batches, job._passes = p.n_iter, 2 if getattr(p, "enable_hr", False) else 1
+        process = txt2img
+        if job.kind == "img2img":
+            from .generation.img2img import img2img as process
+        root = self.state.flags.data_dir / "outputs"
+        for batch in range(p.n_iter):
+            job._start_batch(batch)
+            first = batch * p.batch_size
+            one = replace(p, n_iter=1, seed=seeds[first], subseed=subseeds[first])
+            part = process(model, one, job.control, root)
+            for name in ("images", "seeds", "subseeds", "prompts", "negative_prompts", "infotexts", "paths"):
+                getattr(result, name).extend(getattr(part, name))
+            result.seconds += part.seconds
+
+    def _model_for(self, job: Job):
+        """The job's checkpoint: its override, else the chosen setting, else whatever is loaded."""
+        models = self.state.models
+        wanted = job.overrides.get("sd_model_checkpoint") or self.state.options["sd_model_checkpoint"]
+        return models.switch(wanted) if wanted else models.current()
+
+    def _forget_old(self) -> None:
+        finished = [j for j in self._jobs.values() if j.is_finished]
+        for job in sorted(finished, key=lambda j: j.finished or 0)[:-KEEP_FINISHED]:
+            del self._jobs[job.id]
+
+    # -- clients -----------------------------------------------------------------------------
+    def submit(self, kind: str, params, owner: str, task_id: str | None = None, *,
+               override_settings: dict[str, Any] | None = None, keep_settings: bool = False) -> Job:
+        """Queue a job. `override_settings` (checked with `checked_overrides`) apply to this job only;
+        `keep_settings` keeps `params.settings` as given instead of filling it from the options."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown job kind {kind!r}; expected one of {', '.join(KINDS)}")
+        overrides = checked_overrides(override_settings)
+        with self._cond:
+            job_id = task_id or f"task({kind}-{secrets.token_hex(8)})"
+            existing = self._jobs.get(job_id)
+            if existing is not None and not existing.is_finished:
+                raise ValueError(f"task id {job_id!r} is already queued or running")
+            job = Job(job_id, kind, owner, params, overrides, keep_settings)
+            self._jobs[job_id] = job
+            if owner not in self._waiting:
+                self._waiting[owner] = deque()
+                self._turns.append(owner)
+            self._waiting[owner].append(job)
+            self._cond.notify_all()
+        return job
+
+    def get(self, task_id: str) -> Job | None:
+        with self._cond:
+            return self._jobs.get(task_id)
+
+    def current(self) -> Job | None:
+        with self._cond:
+            return self._current
+
+    def pending(self) -> list[Job]:
+        """The waiting jobs, in the order they will run (the running job is not included)."""
+        with self._cond:
+            return self._order()
+
+    def _order(self) -> list[Job]:
+        # Round-robin projected forward: each owner's first job in turn order, then each second...
+        queues = [list(self._waiting[owner]) for owner in self._turns]
+        order = []
+        for depth in range(max((len(q) for q in queues), default=0)):
+            order += [q[depth] for q in queues if depth < len(q)]
+        return order
+
+    def position(self, task_id: str) -> int | None:
+        """0 for the running job, n for the n-th waiting one, None for finished or unknown ids."""
+        with self._cond:
+            if self._current is not None and self._current.id == task_id:
+                return 0
+            for index, job in enumerate(self._order(), start=1):
+                if job.id == task_id:
+                    return index
+            return None
+
+    def interrupt(self, task_id: str, owner: str) -> bool:
+        """Stop the owner's running job (keeping finished images), or cancel it while it waits."""
+        with self._cond:
+            job = self._jobs.get(task_id)
+            if job is None or job.owner != owner or job.is_finished:
+                return False
+            if job.status == "running":
+                job.control.interrupted = True
+                return True
+            self._waiting[owner].remove(job)
+            if not self._waiting[owner]:
+                del self._waiting[owner]
+                self._turns.remove(owner)
+            job.result = Processed()
+            job._finish("interrupted")
+            return True
+
+    def skip(self, task_id: str, owner: str) -> bool:
+        """Abandon the current batch of the owner's running job; it goes on with the next."""
+        with self._cond:
+            job = self._jobs.get(task_id)
+            if job is None or job.owner != owner or job.status != "running":
+                return False
+            job.control.skipped = True
+            return True
+
+    def running_job_of(self, owner: str) -> Job | None:
+        with self._cond:
+            return self._current if self._current is not None and self._current.owner == owner else None
