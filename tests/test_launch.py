@@ -1,7 +1,12 @@
 """launch.py: requirement checks, TORCH_COMMAND handling, and the start command."""
 
+import json
+import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import launch
@@ -29,9 +34,33 @@ def test_torch_command_pip_runs_with_this_python():
     assert launch.pip_command("conda install pytorch") == "conda install pytorch"
 
 
-def test_start_says_what_is_not_built_yet():
-    result = subprocess.run(
-        [sys.executable, "launch.py", "--skip-install"], capture_output=True, text=True, cwd=ROOT, timeout=60
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_start_serves_the_page_and_the_api_at_once(tmp_path):
+    """`python launch.py` answers before any model is loaded (here there is none at all)."""
+    port = free_port()
+    started = time.perf_counter()
+    server = subprocess.Popen(
+        [sys.executable, "launch.py", "--skip-install", "--api", "--port", str(port), "--data-dir", str(tmp_path)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
-    assert result.returncode == 2
-    assert "not built yet" in result.stdout
+    try:
+        page = None
+        while time.perf_counter() - started < 120 and server.poll() is None:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
+                break
+            except OSError:
+                time.sleep(0.3)
+        assert page is not None and page.status == 200, server.stdout.read() if server.poll() is not None else ""
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/sdapi/v1/samplers", timeout=10) as reply:
+            assert "DPM++ 2M" in [s["name"] for s in json.load(reply)]
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0]
+    assert f"Running on http://127.0.0.1:{port}/" in output

@@ -1,0 +1,177 @@
+"""The Gradio UI in headless Chromium: txt2img, send to inpaint, paint a mask, inpaint,
+PNG Info, Settings. The server (FastAPI + the UI + the real job queue) runs in this process
+on a tiny model, 64x64 and 2 steps."""
+
+import io
+import json
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+CHROMIUM = "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)", allow_module_level=True)
+
+import gradio as gr  # noqa: E402
+import uvicorn  # noqa: E402
+from fastapi import FastAPI  # noqa: E402
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
+from checkpoint_files import write_diffusers_folder  # noqa: E402
+from tiny_models import make_tiny_model  # noqa: E402
+from webui.flags import parse_flags  # noqa: E402
+from webui.generation.images import read_infotext  # noqa: E402
+from webui.jobs import JobQueue  # noqa: E402
+from webui.state import SharedState  # noqa: E402
+from webui.ui import build_ui  # noqa: E402
+
+TIMEOUT_MS = int(os.environ.get("UI_TEST_TIMEOUT_MS", "120000"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    data = tmp_path_factory.mktemp("data")
+    write_diffusers_folder(make_tiny_model("sd1"), data / "models" / "Stable-diffusion" / "tiny")
+    state = SharedState.create(parse_flags(["--data-dir", str(data), "--use-cpu", "all"]))
+    state.queue = JobQueue(state)
+    state.queue.start()
+    app = gr.mount_gradio_app(FastAPI(), build_ui(state), path="/")
+    port = free_port()
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not uv.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert uv.started, "the server did not start"
+    yield f"http://127.0.0.1:{port}/", state, data
+    uv.should_exit = True
+    thread.join(10)
+    state.queue.stop()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(server[0])
+        page.locator("#txt2img_prompt textarea").wait_for()
+        yield page
+        browser.close()
+
+
+def set_slider(page, elem_id: str, value: int) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+    expect(box).to_have_value(str(value))
+
+
+def white_fraction(element) -> float:
+    image = Image.open(io.BytesIO(element.screenshot())).convert("RGB")
+    return sum(1 for pixel in image.getdata() if pixel == (255, 255, 255)) / (image.width * image.height)
+
+
+def paint_mask(page, editor) -> None:
+    """Drag the (white) mask brush across the middle of the image until the stroke shows.
+
+    The editor drops strokes made before it has set up its layer, so wait for the layer
+    and look at the canvas after each stroke rather than sleeping."""
+    expect(editor.get_by_text("Layer 1")).to_be_visible()
+    canvas = editor.locator("canvas").first
+    before = white_fraction(canvas)
+    for _ in range(20):
+        box = canvas.bounding_box()
+        cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(cx - 60, cy)
+        page.mouse.down()
+        for dx in range(-60, 61, 10):
+            page.mouse.move(cx + dx, cy + dx / 4)
+        page.mouse.up()
+        if white_fraction(canvas) > before + 0.02:
+            return
+        page.wait_for_timeout(250)
+    raise AssertionError("the mask stroke never showed on the canvas")
+
+
+def finished(page, tab: str) -> None:
+    """Wait for the job's infotext or error; fail with the error's text."""
+    done = page.locator(f"#{tab}_infotext .infotext, #{tab}_progress .error")
+    done.first.wait_for(timeout=TIMEOUT_MS)
+    error = page.locator(f"#{tab}_progress .error")
+    assert error.count() == 0, error.inner_text()
+
+
+def test_txt2img_inpaint_and_png_info(server, page):
+    _, state, data = server
+    page.locator("#txt2img_prompt textarea").fill("a tiny red fox")
+    set_slider(page, "txt2img_steps", 2)
+    set_slider(page, "txt2img_width", 64)
+    set_slider(page, "txt2img_height", 64)
+    page.locator("#txt2img_generate").click()
+
+    infotext = page.locator("#txt2img_infotext")
+    finished(page, "txt2img")
+    expect(infotext).to_contain_text("Steps: 2")
+    expect(infotext).to_contain_text("a tiny red fox")
+    expect(infotext).to_contain_text("Size: 64x64")
+    expect(page.locator("#txt2img_gallery img").first).to_be_visible()
+    saved = list((data / "outputs" / "txt2img-images").rglob("*.png"))
+    assert len(saved) == 1 and "Steps: 2" in read_infotext(saved[0])
+
+    # Send to inpaint: the img2img tab opens in Inpaint mode with the image and the parameters.
+    page.locator("#txt2img_send_to_inpaint").click()
+    editor = page.locator("#img2maskimg")
+    expect(editor).to_be_visible()
+    expect(page.locator("#img2img_prompt textarea")).to_have_value("a tiny red fox")
+    expect(page.locator("#img2img_steps input[type=number]")).to_have_value("2")
+    expect(page.locator("#img2img_width input[type=number]")).to_have_value("64")
+    paint_mask(page, editor)
+
+    page.locator("#img2img_generate").click()
+    result = page.locator("#img2img_infotext")
+    finished(page, "img2img")
+    expect(result).to_contain_text("Mask blur: 4")
+    expect(result).to_contain_text("Denoising strength: 0.75")
+    inpainted = list((data / "outputs" / "img2img-images").rglob("*.png"))
+    assert len(inpainted) == 1
+
+    # PNG Info reads the inpainted image's parameters and sends them to txt2img.
+    page.get_by_role("tab", name="txt2img").click()
+    page.locator("#txt2img_prompt textarea").fill("something else")
+    set_slider(page, "txt2img_steps", 20)
+    page.get_by_role("tab", name="PNG Info").click()
+    page.locator("#pnginfo_image input[type=file]").set_input_files(str(inpainted[0]))
+    info = page.locator("#pnginfo_html")
+    expect(info).to_contain_text("Mask blur: 4", timeout=TIMEOUT_MS)
+    expect(info).to_contain_text("a tiny red fox")
+    page.locator("#pnginfo_send_txt2img").click()
+    expect(page.get_by_role("tab", name="txt2img")).to_have_attribute("aria-selected", "true")
+    expect(page.locator("#txt2img_prompt textarea")).to_have_value("a tiny red fox")
+    expect(page.locator("#txt2img_steps input[type=number]")).to_have_value("2")
+
+
+def test_settings_apply_and_persist(server, page):
+    _, state, data = server
+    page.get_by_role("tab", name="Settings").click()
+    expect(page.locator("#settings_submit")).to_be_visible()
+    set_slider(page, "setting_CLIP_stop_at_last_layers", 2)
+    page.locator("#settings_submit").click()
+    expect(page.locator("#settings_result")).to_contain_text("Clip skip")
+    assert state.options["CLIP_stop_at_last_layers"] == 2
+    assert json.loads((data / "config.json").read_text())["CLIP_stop_at_last_layers"] == 2

@@ -1,0 +1,297 @@
+"""Pieces every generation tab shares: checkpoint row, parameter controls, the job runner
+(progress, preview, gallery, infotext) and pasting infotext values back into the controls.
+
+The UI only fills A1111's parameter fields and hands them to the job queue; it never calls
+the generation code itself.
+"""
+
+from __future__ import annotations
+
+import html
+import uuid
+from dataclasses import dataclass, field
+
+import gradio as gr
+
+from ..generation.infotext import parse_infotext
+from ..generation.samplers import sampler_names, scheduler_labels
+from ..state import OptionsError, SharedState
+
+POLL_SECONDS = 0.25
+RANDOM_SEED_LABEL = "\U0001f3b2\ufe0f"  # dice: back to -1
+REUSE_SEED_LABEL = "\u267b\ufe0f"  # recycle: the last image's seed
+
+
+def checkpoint_row(state: SharedState, demo: gr.Blocks) -> gr.Dropdown:
+    """The checkpoint dropdown with its refresh button. Choosing one only records the
+    choice (`sd_model_checkpoint`); the queue loads it for the next job, so the page never waits."""
+    with gr.Row(elem_id="quicksettings"):
+        dropdown = gr.Dropdown([info.title for info in state.models.checkpoints()], value=None,
+                               label="Stable Diffusion checkpoint", elem_id="setting_sd_model_checkpoint",
+                               scale=0, min_width=360)
+        refresh = gr.Button("\U0001f504", elem_id="refresh_sd_model_checkpoint", scale=0, min_width=40)
+
+    def choose(title):
+        if title:
+            try:
+                state.options.update({"sd_model_checkpoint": title})
+            except OptionsError as error:
+                gr.Warning(str(error))
+
+    def refresh_list(current):
+        titles = [info.title for info in state.models.refresh()]
+        return gr.update(choices=titles, value=current if current in titles else (titles[0] if titles else None))
+
+    def on_load():  # each page shows the current choice
+        titles = [info.title for info in state.models.checkpoints()]
+        chosen = state.options["sd_model_checkpoint"]
+        return gr.update(choices=titles, value=chosen if chosen in titles else (titles[0] if titles else None))
+
+    dropdown.input(choose, dropdown, None)  # user choices only, not the page-load update
+    refresh.click(refresh_list, dropdown, dropdown)
+    demo.load(on_load, None, dropdown)
+    return dropdown
+
+
+@dataclass
+class Controls:
+    """The components of one tab, by the A1111 parameter name each one fills."""
+
+    fields: dict[str, gr.components.Component] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> gr.components.Component:
+        return self.fields[name]
+
+    def inputs(self) -> set:
+        return set(self.fields.values())
+
+    def values(self, data: dict) -> dict:
+        """Parameter name -> value from a handler's {component: value} dictionary."""
+        return {name: data[component] for name, component in self.fields.items() if component in data}
+
+
+def sampler_controls(controls: Controls, tab: str) -> None:
+    with gr.Row():
+        controls.fields["sampler_name"] = gr.Dropdown(sampler_names(), value="DPM++ 2M", label="Sampling method",
+                                                      elem_id=f"{tab}_sampling")
+        controls.fields["scheduler"] = gr.Dropdown(scheduler_labels(), value="Automatic", label="Schedule type",
+                                                   elem_id=f"{tab}_scheduler")
+        controls.fields["steps"] = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id=f"{tab}_steps")
+
+
+def size_batch_cfg_controls(controls: Controls, tab: str) -> None:
+    with gr.Row():
+        with gr.Column(scale=4):
+            controls.fields["width"] = gr.Slider(64, 2048, value=512, step=8, label="Width", elem_id=f"{tab}_width")
+            controls.fields["height"] = gr.Slider(64, 2048, value=512, step=8, label="Height", elem_id=f"{tab}_height")
+        with gr.Column(scale=1, min_width=120):
+            controls.fields["n_iter"] = gr.Slider(1, 100, value=1, step=1, label="Batch count", elem_id=f"{tab}_batch_count")
+            controls.fields["batch_size"] = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id=f"{tab}_batch_size")
+    controls.fields["cfg_scale"] = gr.Slider(1, 30, value=7.0, step=0.5, label="CFG Scale", elem_id=f"{tab}_cfg_scale")
+
+
+def seed_controls(controls: Controls, tab: str, last_seeds: gr.State) -> None:
+    """Seed with dice (-1) and recycle (last seed), and the variation seed accordion."""
+    with gr.Row():
+        seed = gr.Number(-1, label="Seed", precision=0, elem_id=f"{tab}_seed", scale=4)
+        dice = gr.Button(RANDOM_SEED_LABEL, elem_id=f"{tab}_random_seed", scale=0, min_width=40)
+        reuse = gr.Button(REUSE_SEED_LABEL, elem_id=f"{tab}_reuse_seed", scale=0, min_width=40)
+    with gr.Accordion("Extra", open=False, elem_id=f"{tab}_subseed_accordion"):
+        with gr.Row():
+            subseed = gr.Number(-1, label="Variation seed", precision=0, elem_id=f"{tab}_subseed", scale=4)
+            sub_dice = gr.Button(RANDOM_SEED_LABEL, elem_id=f"{tab}_random_subseed", scale=0, min_width=40)
+            sub_reuse = gr.Button(REUSE_SEED_LABEL, elem_id=f"{tab}_reuse_subseed", scale=0, min_width=40)
+            strength = gr.Slider(0, 1, value=0, step=0.01, label="Variation strength", elem_id=f"{tab}_subseed_strength")
+        with gr.Row():
+            resize_w = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from width", elem_id=f"{tab}_seed_resize_from_w")
+            resize_h = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from height", elem_id=f"{tab}_seed_resize_from_h")
+    dice.click(lambda: -1, None, seed)
+    sub_dice.click(lambda: -1, None, subseed)
+    reuse.click(lambda seeds, current: seeds[0] if seeds else current, [last_seeds, seed], seed)
+    sub_reuse.click(lambda seeds, current: seeds[1] if seeds else current, [last_seeds, subseed], subseed)
+    controls.fields.update(seed=seed, subseed=subseed, subseed_strength=strength,
+                           seed_resize_from_w=resize_w, seed_resize_from_h=resize_h)
+
+
+def numeric_params(values: dict) -> dict:
+    """Sliders and numbers arrive as floats; A1111's integer fields become ints, and
+    a seed-resize size of 0 means "off" (-1)."""
+    ints = ("steps", "width", "height", "n_iter", "batch_size", "seed", "subseed", "seed_resize_from_w",
+            "seed_resize_from_h", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y", "mask_blur",
+            "inpaint_full_res_padding")
+    out = dict(values)
+    for name in ints:
+        if out.get(name) is not None:
+            out[name] = int(out[name])
+    for name in ("seed", "subseed"):
+        if out.get(name) is None:
+            out[name] = -1
+    for name in ("seed_resize_from_w", "seed_resize_from_h"):
+        if out.get(name, -1) <= 0:
+            out[name] = -1
+    return out
+
+
+@dataclass
+class OutputPanel:
+    progress: gr.HTML
+    preview: gr.Image
+    gallery: gr.Gallery
+    infotext: gr.HTML
+    result: gr.State  # {"images": [...], "infotexts": [...]} of the last job
+    last_seeds: gr.State  # (seed, subseed) of the selected image
+    selected: gr.State  # index of the selected image
+    send_img2img: gr.Button
+    send_inpaint: gr.Button
+
+    def outputs(self) -> list:
+        return [self.progress, self.preview, self.gallery, self.infotext, self.result, self.last_seeds]
+
+
+def output_panel(tab: str, last_seeds: gr.State) -> OutputPanel:
+    progress = gr.HTML("", elem_id=f"{tab}_progress")
+    preview = gr.Image(label="Live preview", visible=False, interactive=False, elem_id=f"{tab}_preview", height=320)
+    gallery = gr.Gallery(label="Output", columns=4, height=420, elem_id=f"{tab}_gallery", interactive=False)
+    with gr.Row():
+        send_img2img = gr.Button("Send to img2img", elem_id=f"{tab}_send_to_img2img")
+        send_inpaint = gr.Button("Send to inpaint", elem_id=f"{tab}_send_to_inpaint")
+    infotext = gr.HTML("", elem_id=f"{tab}_infotext")
+    panel = OutputPanel(progress, preview, gallery, infotext, gr.State({}), last_seeds, gr.State(0),
+                        send_img2img, send_inpaint)
+
+    def select(result, event: gr.SelectData):
+        index = event.index if isinstance(event.index, int) else 0
+        texts = result.get("infotexts") or []
+        seeds = result.get("seeds") or []
+        if index >= len(texts):
+            return index, gr.skip(), gr.skip()
+        return index, infotext_html(texts[index]), seeds[index]
+
+    gallery.select(select, panel.result, [panel.selected, infotext, panel.last_seeds])
+    return panel
+
+
+def infotext_html(text: str) -> str:
+    return f'<div class="infotext">{html.escape(text).replace(chr(10), "<br>")}</div>'
+
+
+def error_html(message: str) -> str:
+    return f'<div class="error" style="color:#c0392b"><b>Error:</b> {html.escape(message)}</div>'
+
+
+def progress_html(job, position: int | None) -> str:
+    if job.status == "queued":
+        text = f"In queue: {position}" if position else "Waiting..."
+        return f'<div class="progress-text">{html.escape(text)}</div>'
+    percent = int(round((job.progress or 0) * 100))
+    eta = f", ETA: {job.eta:.0f}s" if job.eta else ""
+    step = f" (step {job.step}/{job.steps})" if job.steps else ""
+    return (f'<div class="progress"><div style="background:#ddd;border-radius:4px;height:18px">'
+            f'<div style="background:#f97316;width:{percent}%;height:18px;border-radius:4px"></div></div>'
+            f'<div class="progress-text">{percent}%{eta}{step}</div></div>')
+
+
+class Sessions:
+    """Which job each browser session is running in each tab, so Interrupt and Skip reach
+    only the session's own job."""
+
+    def __init__(self, state: SharedState):
+        self.state = state
+        self._jobs: dict[tuple[str, str], str] = {}
+
+    @staticmethod
+    def owner(request: gr.Request | None) -> str:
+        return (request.session_hash if request is not None else None) or "anonymous"
+
+    def submit(self, tab: str, kind: str, params, request: gr.Request | None):
+        owner = self.owner(request)
+        job = self.state.queue.submit(kind, params, owner, task_id=f"task({uuid.uuid4().hex[:15]})")
+        self._jobs[(owner, tab)] = job.id
+        return job
+
+    def interrupt(self, tab: str, request: gr.Request) -> None:
+        task_id = self._jobs.get((self.owner(request), tab))
+        if task_id:
+            self.state.queue.interrupt(task_id, self.owner(request))
+
+    def skip(self, tab: str, request: gr.Request) -> None:
+        task_id = self._jobs.get((self.owner(request), tab))
+        if task_id:
+            self.state.queue.skip(task_id, self.owner(request))
+
+    def follow(self, job):
+        """Yield (progress, preview, gallery, infotext, result, seeds) updates until the job ends."""
+        shown_preview = None
+        while job.status in ("queued", "running"):
+            preview = gr.skip()
+            if job.preview is not None and job.preview_id != shown_preview:
+                shown_preview = job.preview_id
+                preview = gr.update(value=job.preview, visible=True)
+            position = self.state.queue.position(job.id) if job.status == "queued" else 0
+            yield progress_html(job, position), preview, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            job.wait(POLL_SECONDS)
+        result = job.result
+        images = list(result.images) if result is not None else []
+        infotexts = list(result.infotexts) if result is not None else []
+        seeds = list(zip(result.seeds, result.subseeds)) if result is not None else []
+        if job.status == "failed":
+            message = error_html(job.error or "the job failed")
+        elif job.status == "interrupted" and not images:
+            message = '<div class="progress-text">Interrupted</div>'
+        else:
+            message = ""
+        stored = {"images": images, "infotexts": infotexts, "seeds": seeds}
+        yield (message, gr.update(value=None, visible=False), images,
+               infotext_html(infotexts[0]) if infotexts else "", stored, seeds[0] if seeds else ())
+
+
+# Infotext key -> (parameter name, converter); pasted into whichever tab has that control.
+PASTE_KEYS = {
+    "Prompt": ("prompt", str),
+    "Negative prompt": ("negative_prompt", str),
+    "Steps": ("steps", int),
+    "Sampler": ("sampler_name", str),
+    "Schedule type": ("scheduler", str),
+    "CFG scale": ("cfg_scale", float),
+    "Seed": ("seed", int),
+    "Size-1": ("width", int),
+    "Size-2": ("height", int),
+    "Batch size": ("batch_size", int),
+    "Variation seed": ("subseed", int),
+    "Variation seed strength": ("subseed_strength", float),
+    "Seed resize from-1": ("seed_resize_from_w", int),
+    "Seed resize from-2": ("seed_resize_from_h", int),
+    "Denoising strength": ("denoising_strength", float),
+    "Hires upscale": ("hr_scale", float),
+    "Hires steps": ("hr_second_pass_steps", int),
+    "Hires upscaler": ("hr_upscaler", str),
+    "Hires resize-1": ("hr_resize_x", int),
+    "Hires resize-2": ("hr_resize_y", int),
+    "Hires sampler": ("hr_sampler_name", str),
+    "Hires schedule type": ("hr_scheduler", str),
+    "Hires prompt": ("hr_prompt", str),
+    "Hires negative prompt": ("hr_negative_prompt", str),
+    "Mask blur": ("mask_blur", int),
+    "Masked area padding": ("inpaint_full_res_padding", int),
+}
+# Radios whose infotext value is the label itself.
+PASTE_LABELS = {"Mask mode": "inpainting_mask_invert", "Masked content": "inpainting_fill", "Inpaint area": "inpaint_full_res"}
+
+
+def pasted_values(text: str, controls: Controls) -> dict:
+    """{component: value} for every control of `controls` the infotext has a value for."""
+    params = parse_infotext(text or "")
+    updates = {}
+    for key, (name, convert) in PASTE_KEYS.items():
+        if key in params and name in controls.fields:
+            try:
+                updates[controls[name]] = convert(float(params[key]) if convert is int else params[key])
+            except (TypeError, ValueError):
+                continue
+    for key, name in PASTE_LABELS.items():
+        if key in params and name in controls.fields:
+            updates[controls[name]] = str(params[key])
+    if "enable_hr" in controls.fields:  # as A1111: a hires key together with a denoising strength
+        hires = any(params.get(key) for key in ("Hires upscale", "Hires upscaler", "Hires steps", "Hires resize-1"))
+        updates[controls["enable_hr"]] = bool(hires and "Denoising strength" in params)
+    return updates
