@@ -175,3 +175,34 @@ def test_settings_apply_and_persist(server, page):
     expect(page.locator("#settings_result")).to_contain_text("Clip skip")
     assert state.options["CLIP_stop_at_last_layers"] == 2
     assert json.loads((data / "config.json").read_text())["CLIP_stop_at_last_layers"] == 2
+
+
+def test_styles_save_pick_and_apply(server, page):
+    _, state, data = server
+    page.get_by_role("tab", name="txt2img").click()
+    page.locator("#txt2img_prompt textarea").fill("{prompt}, film grain")
+    page.locator("#txt2img_neg_prompt textarea").fill("ugly")
+    page.get_by_text("Save style").first.click()
+    page.locator("#txt2img_style_name textarea, #txt2img_style_name input").first.fill("film")
+    page.locator("#txt2img_style_save").click()
+    expect_saved = data / "styles.csv"
+    for _ in range(40):  # the save is a server round trip
+        if expect_saved.exists() and "film" in expect_saved.read_text():
+            break
+        page.wait_for_timeout(250)
+    assert expect_saved.read_text().splitlines()[0] == "name,prompt,negative_prompt"
+
+    page.locator("#txt2img_prompt textarea").fill("a cat")
+    page.locator("#txt2img_neg_prompt textarea").fill("")
+    styles = page.locator("#txt2img_styles input")
+    styles.click()
+    styles.fill("film")
+    page.get_by_role("option", name="film").click()
+    set_slider(page, "txt2img_steps", 2)
+    set_slider(page, "txt2img_width", 64)
+    set_slider(page, "txt2img_height", 64)
+    page.locator("#txt2img_generate").click()
+    finished(page, "txt2img")
+    infotext = page.locator("#txt2img_infotext")
+    expect(infotext).to_contain_text("a cat, film grain")
+    expect(infotext).to_contain_text("Negative prompt: ugly")

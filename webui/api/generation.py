@@ -9,7 +9,6 @@ from pathlib import Path
 
 from fastapi import HTTPException
 
-from prompt_parser.styles import apply_styles_to_prompt
 
 from ..generation.img2img import Img2ImgParams
 from ..generation.params import ParamsError, Txt2ImgParams
@@ -18,9 +17,9 @@ from ..generation.sampling import choose_sampler
 from ..generation.upscalers import LATENT_UPSCALE_MODES, find_upscaler
 from ..jobs import Job, checked_overrides
 from ..state import OptionsError, SharedState
+from ..styles import apply_styles
 from .common import decode_image, encode_png, known_checkpoint
 from .models import Img2ImgRequest, Txt2ImgRequest
-from .styles import read_styles
 
 # Request fields for features this WebUI does not have yet: refused with a clear 400 when
 # set, rather than silently ignored (a client asking for face restoration should know).
@@ -51,13 +50,10 @@ def build_params(state: SharedState, req: Txt2ImgRequest, kind: str):
     if req.denoising_strength is not None:
         values["denoising_strength"] = req.denoising_strength
     if req.styles:
-        styles = read_styles(state)
-        for name in req.styles:
-            if name not in styles:
-                raise HTTPException(404, f"styles: no style named {name!r}")
-        values["prompt"] = apply_styles_to_prompt(req.prompt, [styles[n]["prompt"] for n in req.styles])
-        values["negative_prompt"] = apply_styles_to_prompt(
-            req.negative_prompt, [styles[n]["negative_prompt"] for n in req.styles])
+        try:
+            values["prompt"], values["negative_prompt"] = apply_styles(state, req.styles, req.prompt, req.negative_prompt)
+        except ParamsError as error:
+            raise HTTPException(404, str(error)) from None
     if kind == "img2img":
         values |= {name: getattr(req, name) for name in _IMG2IMG_FIELDS}
         if req.initial_noise_multiplier is not None:

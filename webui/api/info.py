@@ -17,7 +17,7 @@ from ..generation.samplers import SAMPLERS, SCHEDULERS
 from ..generation.upscalers import LATENT_UPSCALE_MODES, upscaler_names
 from ..state import OptionsError, SharedState
 from .common import known_checkpoint
-from .styles import read_styles
+from ..styles import read_styles
 
 # Schedules built from the model's own timestep table rather than from sigma_min/max alone.
 _NEEDS_MODEL_TABLE = {"sgm_uniform", "simple", "normal", "ddim", "beta"}

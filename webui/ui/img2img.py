@@ -66,7 +66,7 @@ def mode_selected(index: int):
 
 def build(state: SharedState, sessions: Sessions) -> Img2ImgTab:
     controls = Controls()
-    buttons = prompt_row(controls, "img2img")
+    buttons = prompt_row(state, controls, "img2img")
     images: dict = {}
     mode = gr.State(0)
     with gr.Row():

@@ -10,6 +10,7 @@ from ..generation.params import ParamsError, Txt2ImgParams
 from ..generation.samplers import sampler_names, scheduler_labels
 from ..generation.upscalers import upscaler_names
 from ..state import SharedState
+from ..styles import apply_styles, read_styles, save_style
 from .common import (Controls, OutputPanel, Sessions, error_html, numeric_params, output_panel, sampler_controls,
                      seed_controls, size_batch_cfg_controls)
 
@@ -23,7 +24,15 @@ class GenerationTab:
     panel: OutputPanel
 
 
-def prompt_row(controls: Controls, tab: str) -> tuple[gr.Button, gr.Button, gr.Button]:
+@dataclass
+class PromptButtons:
+    generate: gr.Button
+    interrupt: gr.Button
+    skip: gr.Button
+    styles: gr.Dropdown  # styles merged into the prompts when the job is submitted
+
+
+def prompt_row(state: SharedState, controls: Controls, tab: str) -> PromptButtons:
     with gr.Row(elem_id=f"{tab}_toprow"):
         with gr.Column(scale=6):
             controls.fields["prompt"] = gr.Textbox(label="Prompt", lines=3, elem_id=f"{tab}_prompt",
@@ -34,7 +43,28 @@ def prompt_row(controls: Controls, tab: str) -> tuple[gr.Button, gr.Button, gr.B
             with gr.Row():
                 interrupt = gr.Button("Interrupt", elem_id=f"{tab}_interrupt", min_width=60)
                 skip = gr.Button("Skip", elem_id=f"{tab}_skip", min_width=60)
-    return generate, interrupt, skip
+            styles = style_controls(state, controls, tab)
+    return PromptButtons(generate, interrupt, skip, styles)
+
+
+def style_controls(state: SharedState, controls: Controls, tab: str) -> gr.Dropdown:
+    """A1111's styles: pick saved ones (applied at Generate) or save the current prompts as one."""
+    styles = gr.Dropdown(list(read_styles(state)), value=[], multiselect=True, label="Styles",
+                         elem_id=f"{tab}_styles")
+    with gr.Accordion("Save style", open=False):
+        name = gr.Textbox(label="Style name", elem_id=f"{tab}_style_name")
+        save = gr.Button("Save prompts as style", elem_id=f"{tab}_style_save")
+
+    def save_current(style_name, prompt, negative_prompt, chosen):
+        try:
+            save_style(state, style_name, prompt, negative_prompt)
+        except (ParamsError, OSError) as error:
+            gr.Warning(str(error))
+        return gr.update(choices=list(read_styles(state)), value=chosen)
+
+    save.click(save_current, [name, controls["prompt"], controls["negative_prompt"], styles], styles)
+    styles.focus(lambda chosen: gr.update(choices=list(read_styles(state)), value=chosen), styles, styles)
+    return styles
 
 
 def hires_controls(controls: Controls) -> None:
@@ -76,18 +106,21 @@ def txt2img_params(state: SharedState, values: dict) -> Txt2ImgParams:
 def wire_generation(state: SharedState, sessions: Sessions, tab: str, kind: str, buttons, controls: Controls,
                     panel: OutputPanel, make_params, extra_inputs: set = frozenset()) -> None:
     """Generate submits to the queue and follows the job; Interrupt and Skip reach this session's job."""
-    generate, interrupt, skip = buttons
+    generate, interrupt, skip = buttons.generate, buttons.interrupt, buttons.skip
 
     def run(data: dict, request: gr.Request):
         try:
             params = make_params(state, data)
+            if data.get(buttons.styles):
+                params.prompt, params.negative_prompt = apply_styles(
+                    state, data[buttons.styles], params.prompt, params.negative_prompt)
             params.validate()
         except ParamsError as error:
             yield error_html(str(error)), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
         yield from sessions.follow(sessions.submit(tab, kind, params, request))
 
-    inputs = controls.inputs() | set(extra_inputs)
+    inputs = controls.inputs() | set(extra_inputs) | {buttons.styles}
     for trigger in (generate.click, controls["prompt"].submit):
         trigger(run, inputs, panel.outputs(), concurrency_limit=None, show_progress="hidden")
     def on_interrupt(request: gr.Request):
@@ -102,7 +135,7 @@ def wire_generation(state: SharedState, sessions: Sessions, tab: str, kind: str,
 
 def build(state: SharedState, sessions: Sessions) -> GenerationTab:
     controls = Controls()
-    buttons = prompt_row(controls, "txt2img")
+    buttons = prompt_row(state, controls, "txt2img")
     with gr.Row():
         with gr.Column(scale=1):
             sampler_controls(controls, "txt2img")
