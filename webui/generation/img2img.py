@@ -22,7 +22,7 @@ from . import masks
 from .conditioning import EncodeOptions, PromptEncoder
 from .decoding import decode_latents, encode_pixels
 from .denoiser import JobControl, Skipped
-from .images import date_subfolder, save_image
+from .images import date_subfolder
 from .params import ParamsError, Txt2ImgParams
 from .processing import Processed, infotext_params
 from .prompt_conditioning import encode_prompts
@@ -193,20 +193,8 @@ def img2img(model: SDModel, p: Img2ImgParams, control: JobControl | None = None,
             if inits[i].overlay is not None:
                 image = masks.apply_overlay(image, inits[i].overlay, inits[i].paste_to)
             index = rows[i]
-            text = infotext_format.create_infotext(
-                p.prompt, p.negative_prompt, img2img_infotext_params(model, p, choice, seeds[index], subseeds[index]),
-            )
-            if p.save_images:
-                result.paths.append(save_image(
-                    image, outdir, seed=seeds[index], prompt=p.prompt, infotext=text,
-                    pattern=settings.samples_filename_pattern, extension=settings.samples_format,
-                ))
-            result.images.append(image)
-            result.seeds.append(seeds[index])
-            result.subseeds.append(subseeds[index])
-            result.prompts.append(p.prompt)
-            result.negative_prompts.append(p.negative_prompt)
-            result.infotexts.append(text)
+            result.add(image, p, img2img_infotext_params(model, p, choice, seeds[index], subseeds[index]),
+                       seeds[index], subseeds[index], outdir)
     result.seconds = time.perf_counter() - started
     return result
 

@@ -45,6 +45,21 @@ class Processed:
     paths: list[Path] = field(default_factory=list)
     seconds: float = 0.0
 
+    def add(self, image: Image.Image, p: Txt2ImgParams, params: dict, seed: int, subseed: int, outdir: Path) -> None:
+        """Record one finished image; with saving on, it is on disk with its infotext first."""
+        text = infotext_format.create_infotext(p.prompt, p.negative_prompt, params)
+        if p.save_images:
+            self.paths.append(save_image(
+                image, outdir, seed=seed, prompt=p.prompt, infotext=text,
+                pattern=p.settings.samples_filename_pattern, extension=p.settings.samples_format,
+            ))
+        self.images.append(image)
+        self.seeds.append(seed)
+        self.subseeds.append(subseed)
+        self.prompts.append(p.prompt)
+        self.negative_prompts.append(p.negative_prompt)
+        self.infotexts.append(text)
+
 
 def txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None = None,
             outputs_root: Path = Path("outputs")) -> Processed:
@@ -79,20 +94,8 @@ def txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None = None,
             continue
         for i, image in enumerate(decode_latents(model, latents, tiled=settings.tiled_vae_decode)):
             index = batch * p.batch_size + i
-            text = infotext_format.create_infotext(
-                p.prompt, p.negative_prompt, infotext_params(model, p, choice, seeds[index], subseeds[index])
-            )
-            if p.save_images:
-                result.paths.append(save_image(
-                    image, outdir, seed=seeds[index], prompt=p.prompt, infotext=text,
-                    pattern=settings.samples_filename_pattern, extension=settings.samples_format,
-                ))
-            result.images.append(image)
-            result.seeds.append(seeds[index])
-            result.subseeds.append(subseeds[index])
-            result.prompts.append(p.prompt)
-            result.negative_prompts.append(p.negative_prompt)
-            result.infotexts.append(text)
+            result.add(image, p, infotext_params(model, p, choice, seeds[index], subseeds[index]),
+                       seeds[index], subseeds[index], outdir)
     result.seconds = time.perf_counter() - started
     return result
 
