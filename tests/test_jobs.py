@@ -42,7 +42,7 @@ class Gate:
         self.order, self.release, self.entered = [], threading.Event(), threading.Event()
         self.hold = set()
 
-    def __call__(self, model, p, control: JobControl, root):
+    def __call__(self, model, p, control: JobControl, root, **_):  # embeddings=, networks= (LoRA)
         self.order.append(p.prompt)
         if p.prompt in self.hold:
             self.entered.set()
@@ -145,7 +145,7 @@ def test_overrides_apply_to_one_job_only(queue, gate):
     seen = []
     original = gate.__call__
 
-    def record(model, p, control, root):
+    def record(model, p, control, root, **_):  # embeddings=, networks= (LoRA)
         seen.append(p.settings.clip_skip)
         return original(model, p, control, root)
 

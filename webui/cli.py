@@ -23,6 +23,11 @@ def _common_flags() -> argparse.ArgumentParser:
     model.add_argument("--ckpt", help="checkpoint file or folder, or a name/hash from models/Stable-diffusion")
     model.add_argument("--ckpt-dir", help="another folder to look for checkpoints in")
     model.add_argument("--data-dir", default=".", help="where models/ and outputs/ are (default: here)")
+    model.add_argument("--lora-dir", default=None, help="LoRA folder (default: DATA_DIR/models/Lora)")
+    model.add_argument("--embeddings-dir", default=None, help="textual-inversion folder (default: DATA_DIR/embeddings)")
+    model.add_argument("--vae-dir", default=None, help="VAE folder (default: DATA_DIR/models/VAE)")
+    model.add_argument("--vae", default="Automatic",
+                       help='"Automatic" (a VAE named like the checkpoint), "None" (its own), or a VAE file name or path')
     model.add_argument("--use-cpu", nargs="*", default=[], help="'all' runs everything on the CPU")
     model.add_argument("--precision", choices=["full", "autocast"], default="autocast")
     model.add_argument("--no-half", action="store_true", help="fp32 weights on the GPU")
@@ -107,10 +112,38 @@ def _load_model(args: argparse.Namespace):
     try:
         info = find_checkpoint(args.ckpt, models_dir=data_dir / "models" / "Stable-diffusion", ckpt_dir=args.ckpt_dir,
                                cache_path=cache)
-        return load_checkpoint(info, devices.device, devices.dtype, vae_dtype=devices.vae_dtype, cache_path=cache)
+        model = load_checkpoint(info, devices.device, devices.dtype, vae_dtype=devices.vae_dtype, cache_path=cache)
+        _use_vae(args, model, cache)
+        return model
     except (CheckpointError, LookupError) as error:
         print(f"error: {error}", file=sys.stderr)
         return None
+
+
+def _use_vae(args: argparse.Namespace, model, cache: Path) -> None:
+    """--vae: a file path, or a name resolved as the sd_vae setting is (models/vae.py)."""
+    from .models.vae import apply_vae, list_vaes, resolve_vae
+
+    data_dir = Path(args.data_dir)
+    if args.vae not in ("Automatic", "None") and Path(args.vae).is_file():
+        path = Path(args.vae)
+    else:
+        vaes = list_vaes(args.vae_dir or data_dir / "models" / "VAE",
+                         [data_dir / "models" / "Stable-diffusion", args.ckpt_dir])
+        path = resolve_vae(args.vae, model.path, vaes)
+    apply_vae(model, path, cache)
+
+
+def _embeddings(args: argparse.Namespace, model):
+    """The textual-inversion embeddings of --embeddings-dir that fit `model`."""
+    from .networks.embeddings import EmbeddingDatabase
+
+    data_dir = Path(args.data_dir)
+    database = EmbeddingDatabase(args.embeddings_dir or data_dir / "embeddings", data_dir / "cache.json")
+    found = database.for_model(model)
+    for name, (_, reason) in found.skipped.items():
+        print(f"warning: embedding {name} skipped: {reason}", file=sys.stderr)
+    return found
 
 
 def _params(cls, args: argparse.Namespace, **given):
@@ -123,12 +156,18 @@ def _params(cls, args: argparse.Namespace, **given):
     return cls(**{k: v for k, v in vars(args).items() if k in names}, settings=settings, **given)
 
 
-def _generate(function, model, params, data_dir: str) -> int:
+def _generate(function, model, params, data_dir: str, lora_dir: str | None = None, embeddings=None) -> int:
+    from .networks import LoraLibrary
+
+    data = Path(data_dir)
+    networks = LoraLibrary(Path(lora_dir) if lora_dir else data / "models" / "Lora", data / "cache.json")
     try:
-        result = function(model, params, outputs_root=Path(data_dir) / "outputs")
+        result = function(model, params, outputs_root=data / "outputs", networks=networks, embeddings=embeddings)
     except ParamsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     for path, text in zip(result.paths, result.infotexts):
         print(f"{path}\t{json.dumps(text, ensure_ascii=False)}", flush=True)
     return 0
@@ -142,7 +181,7 @@ def run_txt2img(args: argparse.Namespace) -> int:
         return 2
     params = _params(Txt2ImgParams, args, width=args.width or model.default_size,
                      height=args.height or model.default_size)
-    return _generate(txt2img, model, params, args.data_dir)
+    return _generate(txt2img, model, params, args.data_dir, args.lora_dir, _embeddings(args, model))
 
 
 def run_img2img(args: argparse.Namespace) -> int:
@@ -161,7 +200,7 @@ def run_img2img(args: argparse.Namespace) -> int:
     width = args.width or max(init_images[0].width // 8 * 8, 64)
     height = args.height or max(init_images[0].height // 8 * 8, 64)
     params = _params(Img2ImgParams, args, init_images=init_images, mask=mask, width=width, height=height)
-    return _generate(img2img, model, params, args.data_dir)
+    return _generate(img2img, model, params, args.data_dir, args.lora_dir, _embeddings(args, model))
 
 
 def main(argv: list[str] | None = None) -> int:

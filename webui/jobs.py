@@ -24,6 +24,7 @@ from .generation.denoiser import Interrupted, JobControl
 from .generation.params import GenerationSettings, ParamsError
 from .generation.processing import Processed, txt2img
 from .generation.rng import fix_seed, job_seeds
+from .models.model import SDModel
 from .state import OPTION_DEFAULTS, OptionsError, SharedState
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ KEEP_FINISHED = 256  # finished jobs remembered for progress/result look-ups
 def checked_overrides(overrides: dict[str, Any] | None) -> dict[str, Any]:
     """The `override_settings` entries our Options know, type-checked; unknown keys are ignored.
 
-    A1111 clients send keys we have no use for (sd_vae, ...): ignoring them keeps those
+    A1111 clients send keys we have no use for (face restoration, ...): ignoring them keeps those
     clients working. A known key with a wrong type is an error naming the key.
     """
     known = {}
@@ -200,6 +201,7 @@ class JobQueue:
             if not job.keep_settings:
                 p.settings = settings_with(self.state, job.overrides)
             p.validate()
+            self._use_vae(job, model)
             self._run_batches(job, model, p, result)
         except Interrupted:
             job._finish("interrupted")
@@ -222,14 +224,33 @@ class JobQueue:
         if job.kind == "img2img":
             from .generation.img2img import img2img as process
         root = self.state.flags.data_dir / "outputs"
+        from .networks.embeddings import database_for  # textual inversion: the embeddings that fit this model
+        embeddings = database_for(self.state).for_model(model) if isinstance(model, SDModel) else None
+        ti = {"embeddings": embeddings} if embeddings is not None and embeddings.loaded else {}
+        # LoRA: the library of --lora-dir (else models/Lora), shared so parsed files stay cached.
+        from .networks import library_for_flags
+        networks = library_for_flags(self.state.flags)
         for batch in range(p.n_iter):
             job._start_batch(batch)
             first = batch * p.batch_size
             one = replace(p, n_iter=1, seed=seeds[first], subseed=subseeds[first])
-            part = process(model, one, job.control, root)
-            for name in ("images", "seeds", "subseeds", "prompts", "negative_prompts", "infotexts", "paths"):
+            part = process(model, one, job.control, root, networks=networks, **ti)
+            for name in ("images", "seeds", "subseeds", "prompts", "negative_prompts", "infotexts", "paths",
+                         "warnings"):
                 getattr(result, name).extend(getattr(part, name))
             result.seconds += part.seconds
+
+    def _use_vae(self, job: Job, model) -> None:
+        """The job's VAE (`sd_vae` override, else the setting) swapped into the model; see models/vae.py."""
+        from .models.vae import VaeNotFound, apply_vae_setting
+
+        if not isinstance(model, SDModel):
+            return
+        choice = job.overrides.get("sd_vae") or self.state.options["sd_vae"]
+        try:
+            apply_vae_setting(self.state, model, choice)
+        except VaeNotFound as error:
+            raise ParamsError(str(error)) from None
 
     def _model_for(self, job: Job):
         """The job's checkpoint: its override, else the chosen setting, else whatever is loaded."""

@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 # Settings with A1111's option names and defaults (the subset that means something here).
 OPTION_DEFAULTS: dict[str, Any] = {
     "sd_model_checkpoint": "",
+    "sd_vae": "Automatic",  # "Automatic", "None" or a VAE file name (models/vae.py)
     "CLIP_stop_at_last_layers": 1,
     "emphasis": "Original",
     "comma_padding_backtrack": 20,
@@ -182,6 +183,7 @@ class SharedState:
     options: Options
     models: ModelManager
     queue: Any = None  # the job queue (jobs.JobQueue), attached when the server starts
+    embeddings: Any = None  # textual inversion (networks.embeddings.database_for), created on first use
 
     @classmethod
     def create(cls, flags: argparse.Namespace) -> "SharedState":

@@ -83,6 +83,13 @@ def checked_override_settings(state: SharedState, req: Txt2ImgRequest) -> dict:
         raise HTTPException(400, str(error)) from None
     if overrides.get("sd_model_checkpoint"):
         known_checkpoint(state, overrides["sd_model_checkpoint"], "override_settings.sd_model_checkpoint")
+    if overrides.get("sd_vae"):  # a VAE name must be one of /sdapi/v1/sd-vae (models/vae.py)
+        from ..models.vae import VaeNotFound, resolve_vae, state_vaes
+
+        try:
+            resolve_vae(overrides["sd_vae"], None, state_vaes(state))
+        except VaeNotFound as error:
+            raise HTTPException(400, f"override_settings.sd_vae: {error}") from None
     return overrides
 
 
@@ -126,7 +133,9 @@ def info(state: SharedState, job: Job) -> dict:
         "sampler_name": p.sampler_name, "scheduler": p.scheduler, "cfg_scale": p.cfg_scale, "steps": p.steps,
         "batch_size": p.batch_size, "restore_faces": False, "face_restoration_model": None,
         "sd_model_name": Path(model.name).stem if model is not None else None,
-        "sd_model_hash": None, "sd_vae_name": None, "sd_vae_hash": None,
+        "sd_model_hash": None,
+        "sd_vae_name": model.vae_file.name if model is not None and model.vae_file is not None else None,
+        "sd_vae_hash": model.vae_sha256[:10] if model is not None and model.vae_file is not None and model.vae_sha256 else None,
         "seed_resize_from_w": p.seed_resize_from_w, "seed_resize_from_h": p.seed_resize_from_h,
         "denoising_strength": p.denoising_strength if (job.kind == "img2img" or p.enable_hr) else None,
         "extra_generation_params": {}, "index_of_first_image": 0, "infotexts": result.infotexts,

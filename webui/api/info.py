@@ -1,7 +1,7 @@
 """The read-mostly endpoints: settings, flags, and the lists a client fills its menus from.
 
-Features this WebUI does not have yet (VAE files, textual inversion, LoRA, scripts,
-extensions) answer with A1111's empty shapes, which is the truth: there are none.
+Features this WebUI does not have yet (scripts, extensions) answer with A1111's empty
+shapes, which is the truth: there are none.
 """
 
 from __future__ import annotations
@@ -63,6 +63,20 @@ def sd_models(state: SharedState) -> list[dict]:
              "filename": str(c.path), "config": None} for c in state.models.checkpoints()]
 
 
+def loras(state: SharedState) -> list[dict]:
+    """A1111's LoRA listing: name (file stem), alias (`ss_output_name`), path and safetensors metadata."""
+    from ..networks import library_for_flags
+
+    return [{"name": f.name, "alias": f.alias, "path": str(f.path), "metadata": f.metadata}
+            for f in library_for_flags(state.flags).files()]
+
+
+def refresh_loras(state: SharedState) -> None:
+    from ..networks import library_for_flags
+
+    library_for_flags(state.flags).refresh()
+
+
 def upscalers() -> list[dict]:
     # Pixel upscalers only, as A1111 lists them; the latent modes have their own endpoint.
     return [{"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": None}
@@ -89,6 +103,25 @@ def _ram() -> tuple[int, int]:
         return fields.get("MemAvailable", fields.get("MemFree", 0)), fields.get("MemTotal", 0)
     ram = psutil.virtual_memory()
     return ram.available, ram.total
+
+
+def embeddings(state: SharedState) -> dict:
+    """A1111's {"loaded": {...}, "skipped": {...}} for the loaded model (every readable file if none is)."""
+    from ..networks.embeddings import database_for
+
+    return database_for(state).for_model(state.models.slot.model if hasattr(state.models, "slot") else None).listing()
+
+
+def refresh_embeddings(state: SharedState) -> None:
+    from ..networks.embeddings import database_for
+
+    database_for(state).refresh(force=True)
+
+
+def sd_vaes(state: SharedState) -> list[dict]:
+    from ..models.vae import state_vaes
+
+    return [{"model_name": vae.name, "filename": str(vae.path)} for vae in state_vaes(state)]
 
 
 def memory() -> dict:

@@ -144,10 +144,13 @@ def register_api(app: FastAPI, state: SharedState, internal: bool = True) -> Non
     api.add_api_route("/latent-upscale-modes", info.latent_upscale_modes, methods=["GET"])
     api.add_api_route("/prompt-styles", lambda: info.prompt_styles(state), methods=["GET"])
     api.add_api_route("/memory", info.memory, methods=["GET"])
-    # Honest empty answers for features that do not exist yet (see webui/api/info.py).
-    api.add_api_route("/sd-vae", lambda: [], methods=["GET"])
-    api.add_api_route("/embeddings", lambda: {"loaded": {}, "skipped": {}}, methods=["GET"])
-    api.add_api_route("/loras", lambda: [], methods=["GET"])
+    api.add_api_route("/sd-vae", lambda: info.sd_vaes(state), methods=["GET"])  # models/vae.py
+    api.add_api_route("/embeddings", lambda: info.embeddings(state), methods=["GET"])  # networks/embeddings.py
+    api.add_api_route("/refresh-embeddings", lambda: info.refresh_embeddings(state), methods=["POST"])
+    api.add_api_route("/refresh-vae", lambda: None, methods=["POST"])  # the VAE list is read on every request
+    api.add_api_route("/loras", lambda: info.loras(state), methods=["GET"])  # LoRA (webui/networks)
+    api.add_api_route("/refresh-loras", lambda: info.refresh_loras(state), methods=["POST"])
+    # Scripts and extensions do not exist yet (issue 6): their honest empty answers.
     api.add_api_route("/scripts", lambda: {"txt2img": [], "img2img": []}, methods=["GET"])
     api.add_api_route("/script-info", lambda: [], methods=["GET"])
     api.add_api_route("/extensions", lambda: [], methods=["GET"])

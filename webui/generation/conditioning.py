@@ -10,7 +10,7 @@ that the schedule lists several times (alternation) is weighted by its count ins
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -46,10 +46,20 @@ class Conditioning:
 class _Chunk:
     tokens: list[int]
     multipliers: list[float]
+    # Textual inversion: (offset among the 75 prompt tokens, embedding) for each embedding placed here.
+    fixes: list[tuple[int, object]] = field(default_factory=list)
 
 
-def chunk_text(text: str, tokenizer, options: EncodeOptions) -> list[_Chunk]:
-    """Split one text into 77-token chunks with per-token emphasis multipliers."""
+EMBEDDING_PLACEHOLDER = 0  # token id in an embedding's slots (A1111's); never EOS, which pooling looks for
+
+
+def chunk_text(text: str, tokenizer, options: EncodeOptions, embeddings=None) -> list[_Chunk]:
+    """Split one text into 77-token chunks with per-token emphasis multipliers.
+
+    `embeddings` (networks.embeddings.ModelEmbeddings): where an embedding's name stands in a
+    run's tokens, it takes as many placeholder slots as it has vectors, recorded in the chunk's
+    `fixes`; one that does not fit in the rest of the chunk moves whole to the next one.
+    """
     if options.emphasis == "None":
         runs: Sequence[tuple[str, float]] = ((text, 1.0),)
     else:
@@ -75,7 +85,9 @@ def chunk_text(text: str, tokenizer, options: EncodeOptions) -> list[_Chunk]:
         if (run, weight) == BREAK:
             close_chunk()
             continue
-        for token in tokens:
+        position = 0
+        while position < len(tokens):
+            token = tokens[position]
             if token == comma:
                 last_comma = len(current.tokens)
             elif (
@@ -86,22 +98,35 @@ def chunk_text(text: str, tokenizer, options: EncodeOptions) -> list[_Chunk]:
             ):
                 # Full chunk, and a comma near its end: move the words after the comma
                 # to the next chunk rather than cutting a phrase in two.
-                moved = _Chunk(current.tokens[last_comma + 1 :], current.multipliers[last_comma + 1 :])
+                moved = _Chunk(current.tokens[last_comma + 1 :], current.multipliers[last_comma + 1 :],
+                               [(offset - last_comma - 1, e) for offset, e in current.fixes if offset > last_comma])
                 del current.tokens[last_comma + 1 :], current.multipliers[last_comma + 1 :]
+                current.fixes = [(offset, e) for offset, e in current.fixes if offset <= last_comma]
                 close_chunk()
                 current = moved
             if len(current.tokens) == CHUNK_TOKENS:
                 close_chunk()
-            current.tokens.append(token)
-            current.multipliers.append(weight)
+            embedding, span = embeddings.find_at(tokens, position) if embeddings is not None else (None, 0)
+            if embedding is None:
+                current.tokens.append(token)
+                current.multipliers.append(weight)
+                position += 1
+                continue
+            slots = embedding.vectors
+            if len(current.tokens) + slots > CHUNK_TOKENS:
+                close_chunk()  # the embedding moves whole to the next chunk
+            current.fixes.append((len(current.tokens), embedding))
+            current.tokens += [EMBEDDING_PLACEHOLDER] * slots
+            current.multipliers += [weight] * slots
+            position += span
     if current.tokens or not chunks:
         close_chunk()
     return chunks
 
 
-def token_count(text: str, tokenizer, options: EncodeOptions = EncodeOptions()) -> tuple[int, int]:
+def token_count(text: str, tokenizer, options: EncodeOptions = EncodeOptions(), embeddings=None) -> tuple[int, int]:
     """A1111's prompt token counter: (tokens used, the chunk target it is shown against)."""
-    chunks = chunk_text(text, tokenizer, options)
+    chunks = chunk_text(text, tokenizer, options, embeddings)
     last = chunks[-1]
     real = sum(1 for token in last.tokens[1:-1] if token != tokenizer.eos_token_id)
     count = CHUNK_TOKENS * (len(chunks) - 1) + real
@@ -111,23 +136,45 @@ def token_count(text: str, tokenizer, options: EncodeOptions = EncodeOptions()) 
 class _TextEncoder:
     """One CLIP text encoder, read at the layer its model family uses."""
 
-    def __init__(self, encoder, tokenizer, layer):
+    def __init__(self, encoder, tokenizer, layer, embedding_key: str = ""):
         self.encoder = encoder
         self.tokenizer = tokenizer
+        self.embedding_key = embedding_key  # which vectors of an SDXL embedding this encoder takes
         # options -> (which hidden state counted from the end, whether the final layer
         # norm follows): SD1 honours clip skip; SD2's diffusers encoder already ends at
         # OpenCLIP's penultimate layer; SDXL reads both encoders' penultimate layer raw.
         self.layer = layer
 
-    def encode_chunks(self, tokens: torch.Tensor, options: EncodeOptions) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Hidden states [N, 77, C] for a batch of chunks, and the pooled output if any."""
+    def encode_chunks(self, tokens: torch.Tensor, options: EncodeOptions,
+                      fixes: Sequence[tuple[int, int, torch.Tensor]] = ()) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Hidden states [N, 77, C] for a batch of chunks, and the pooled output if any.
+
+        `fixes`: (row, position in the 77 tokens, vectors [n, C]) written over the token
+        embeddings before the transformer runs (textual inversion).
+        """
         eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
         if pad != eos:  # OpenCLIP pads with its own id after the first end-of-text token
             first_eos = (tokens == eos).int().argmax(dim=1, keepdim=True)
             positions = torch.arange(tokens.shape[1], device=tokens.device).unsqueeze(0)
             tokens = tokens.masked_fill(positions > first_eos, pad)
         from_end, final_norm = self.layer(options)
-        output = self.encoder(input_ids=tokens, output_hidden_states=True)
+        hook = None
+        if fixes:
+            # transformers' CLIPTextModel takes no inputs_embeds: overwrite the token embedding
+            # layer's output for this one call through a forward hook, removed right after.
+            def substitute(module, args, embedded):
+                embedded = embedded.clone()
+                for row, start, vectors in fixes:
+                    embedded[row, start : start + vectors.shape[0]] = vectors.to(embedded.device, embedded.dtype)
+                return embedded
+
+            token_embedding = getattr(self.encoder, "text_model", self.encoder).embeddings.token_embedding
+            hook = token_embedding.register_forward_hook(substitute)
+        try:
+            output = self.encoder(input_ids=tokens, output_hidden_states=True)
+        finally:
+            if hook is not None:
+                hook.remove()
         hidden = output.hidden_states[-from_end]
         if final_norm:
             # transformers 5 flattened CLIPTextModel; the projection model still nests it.
@@ -138,13 +185,18 @@ class _TextEncoder:
 class PromptEncoder:
     """Encodes groups of texts for one loaded model (SD1, SD2 or SDXL)."""
 
-    def __init__(self, model: SDModel):
+    def __init__(self, model: SDModel, embeddings=None):
+        """`embeddings`: the textual-inversion embeddings usable with `model`
+        (`networks.embeddings.ModelEmbeddings`); None encodes names as plain words."""
         self.model = model
+        self.embeddings = embeddings
+        self.used_embeddings: dict = {}  # name -> Embedding, every one placed in a text so far
         encoders, tokenizers = model.text_encoders, model.tokenizers
         if model.family.name == "sdxl":
             self.encoders = [
-                _TextEncoder(encoders[0], tokenizers[0], lambda o: (o.clip_skip if o.sdxl_clip_l_skip else 2, False)),
-                _TextEncoder(encoders[1], tokenizers[1], lambda o: (2, False)),
+                _TextEncoder(encoders[0], tokenizers[0], lambda o: (o.clip_skip if o.sdxl_clip_l_skip else 2, False),
+                             "clip_l"),
+                _TextEncoder(encoders[1], tokenizers[1], lambda o: (2, False), "clip_g"),
             ]
         elif model.family.name == "sd2":
             self.encoders = [_TextEncoder(encoders[0], tokenizers[0], lambda o: (1, True))]
@@ -160,7 +212,9 @@ class PromptEncoder:
         counts = list(counts) if counts is not None else [1] * len(texts)
         outputs = []
         for encoder in self.encoders:
-            chunked = [chunk_text(text, encoder.tokenizer, options) for text in texts]
+            chunked = [chunk_text(text, encoder.tokenizer, options, self.embeddings) for text in texts]
+            for chunks in chunked:
+                self.used_embeddings.update((e.name, e) for chunk in chunks for _, e in chunk.fixes)
             outputs.append(self._encode_chunked(encoder, chunked, counts, options))
         crossattn = torch.cat([hidden for hidden, _ in outputs], dim=-1)  # channels: 768 + 1280 on SDXL
         pooled = outputs[-1][1]
@@ -179,11 +233,19 @@ class PromptEncoder:
             batch = [chunks[index] if index < len(chunks) else empty for chunks in chunked]
             tokens = torch.tensor([c.tokens for c in batch], device=device)
             multipliers = torch.tensor([c.multipliers for c in batch], device=device)
-            hidden, chunk_pooled = encoder.encode_chunks(tokens, options)
+            fixes = [(row, 1 + offset, e.vectors_for(encoder.embedding_key))  # 1 + : after BOS
+                     for row, chunk in enumerate(batch) for offset, e in chunk.fixes]
+            hidden, chunk_pooled = encoder.encode_chunks(tokens, options, fixes)
             hidden_parts.append(_apply_emphasis(hidden, multipliers, weights, options.emphasis))
             if index == 0:
                 pooled = chunk_pooled
         return torch.cat(hidden_parts, dim=1), pooled
+
+    def infotext_params(self) -> dict:
+        """`TI hashes` for the embeddings used so far (empty when none were)."""
+        if not self.used_embeddings:
+            return {}
+        return {"TI hashes": ", ".join(f"{name}: {e.short_hash}" for name, e in self.used_embeddings.items())}
 
     def zeros_like_empty(self, options: EncodeOptions = EncodeOptions()) -> Conditioning:
         """SDXL's conditioning for an empty negative prompt: all zeros, as A1111 does."""

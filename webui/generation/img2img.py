@@ -24,7 +24,8 @@ from .decoding import decode_latents, encode_pixels
 from .denoiser import JobControl, Skipped
 from .images import date_subfolder
 from .params import ParamsError, Txt2ImgParams
-from .processing import Processed, infotext_params
+from ..networks import LoraLibrary, activated_loras, prompt_networks
+from .processing import Processed, infotext_params, with_extra_params
 from .prompt_conditioning import encode_prompts
 from .rng import ImageRNG, fix_seed, job_seeds
 from .sampling import SamplerExtras, choose_sampler, img2img_steps, plan_sampling, run_pass, sdxl_time_ids
@@ -152,7 +153,18 @@ def _to_tensor(images: list[Image.Image], device) -> torch.Tensor:
 
 
 def img2img(model: SDModel, p: Img2ImgParams, control: JobControl | None = None,
-            outputs_root: Path = Path("outputs")) -> Processed:
+            outputs_root: Path = Path("outputs"), networks: LoraLibrary | None = None,
+            embeddings=None) -> Processed:
+    # `embeddings`: textual inversion (networks.embeddings.ModelEmbeddings for this model), or None.
+    # LoRA (webui/networks): as in txt2img, active from prompt encoding to the end of sampling.
+    with activated_loras(model, prompt_networks(p.prompt), networks) as active:
+        result = _img2img(model, p, control, outputs_root, active.infotext, embeddings)
+    result.warnings.extend(active.warnings)
+    return result
+
+
+def _img2img(model: SDModel, p: Img2ImgParams, control: JobControl | None, outputs_root: Path,
+             extra_params: dict, embeddings=None) -> Processed:
     p.validate()
     control = control or JobControl()
     choice = choose_sampler(p.sampler_name, p.scheduler)
@@ -166,7 +178,7 @@ def img2img(model: SDModel, p: Img2ImgParams, control: JobControl | None = None,
     settings = p.settings
     options = EncodeOptions(settings.emphasis, settings.clip_skip, settings.comma_padding_backtrack,
                             settings.sdxl_clip_l_skip)
-    encoder = PromptEncoder(model)
+    encoder = PromptEncoder(model, embeddings)  # textual inversion: records the embeddings used
     # The prompt schedule is read on the full `steps` timeline, from its start, as A1111 does.
     schedule_steps = p.steps * choice.schedule_steps_factor
     conds = encode_prompts(encoder, [p.prompt] * p.batch_size, schedule_steps, options=options,
@@ -193,8 +205,9 @@ def img2img(model: SDModel, p: Img2ImgParams, control: JobControl | None = None,
             if inits[i].overlay is not None:
                 image = masks.apply_overlay(image, inits[i].overlay, inits[i].paste_to)
             index = rows[i]
-            result.add(image, p, img2img_infotext_params(model, p, choice, seeds[index], subseeds[index]),
-                       seeds[index], subseeds[index], outdir)
+            params = with_extra_params(img2img_infotext_params(model, p, choice, seeds[index], subseeds[index]),
+                                       {**extra_params, **encoder.infotext_params()})  # + "TI hashes"
+            result.add(image, p, params, seeds[index], subseeds[index], outdir)
     result.seconds = time.perf_counter() - started
     return result
 

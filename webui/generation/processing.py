@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from ..models.model import SDModel
+from ..networks import LoraLibrary, activated_loras, prompt_networks
 from . import infotext as infotext_format
 from .conditioning import EncodeOptions, PromptEncoder
 from .decoding import decode_latents, encode_pixels
@@ -44,6 +45,7 @@ class Processed:
     infotexts: list[str] = field(default_factory=list)
     paths: list[Path] = field(default_factory=list)
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)  # e.g. a LoRA that could not be used
 
     def add(self, image: Image.Image, p: Txt2ImgParams, params: dict, seed: int, subseed: int, outdir: Path) -> None:
         """Record one finished image; with saving on, it is on disk with its infotext first."""
@@ -62,7 +64,19 @@ class Processed:
 
 
 def txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None = None,
-            outputs_root: Path = Path("outputs")) -> Processed:
+            outputs_root: Path = Path("outputs"), networks: LoraLibrary | None = None,
+            embeddings=None) -> Processed:
+    # `embeddings`: textual inversion (networks.embeddings.ModelEmbeddings for this model), or None.
+    # LoRA (webui/networks): `<lora:...>` tags of the prompt are active from prompt encoding to the
+    # last sampling step and removed after; `networks` None means no LoRA folder.
+    with activated_loras(model, prompt_networks(p.prompt), networks) as active:
+        result = _txt2img(model, p, control, outputs_root, active.infotext, embeddings)
+    result.warnings.extend(active.warnings)
+    return result
+
+
+def _txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None, outputs_root: Path,
+             extra_params: dict, embeddings=None) -> Processed:
     p.validate()
     control = control or JobControl()
     choice = choose_sampler(p.sampler_name, p.scheduler)
@@ -72,7 +86,7 @@ def txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None = None,
     seeds, subseeds = job_seeds(seed, subseed, p.subseed_strength, count)
     settings = p.settings
     options = EncodeOptions(settings.emphasis, settings.clip_skip, settings.comma_padding_backtrack, settings.sdxl_clip_l_skip)
-    encoder = PromptEncoder(model)
+    encoder = PromptEncoder(model, embeddings)  # textual inversion: records the embeddings used
     schedule_steps = p.steps * choice.schedule_steps_factor
     conds = encode_prompts(encoder, [p.prompt] * p.batch_size, schedule_steps, options=options,
                            old_timelines=settings.use_old_scheduling)
@@ -94,8 +108,9 @@ def txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None = None,
             continue
         for i, image in enumerate(decode_latents(model, latents, tiled=settings.tiled_vae_decode)):
             index = batch * p.batch_size + i
-            result.add(image, p, infotext_params(model, p, choice, seeds[index], subseeds[index]),
-                       seeds[index], subseeds[index], outdir)
+            params = with_extra_params(infotext_params(model, p, choice, seeds[index], subseeds[index]),
+                                       {**extra_params, **encoder.infotext_params()})  # + "TI hashes"
+            result.add(image, p, params, seeds[index], subseeds[index], outdir)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -213,6 +228,9 @@ def infotext_params(model: SDModel, p: Txt2ImgParams, choice: SamplerChoice, see
         "Size": f"{p.width}x{p.height}",
         "Model hash": model.short_hash,
         "Model": model.name,
+        # A separate VAE file (models/vae.py): its short hash and file name, as A1111 writes them.
+        "VAE hash": model.vae_sha256[:10] if model.vae_file is not None and model.vae_sha256 else None,
+        "VAE": model.vae_file.name if model.vae_file is not None else None,
         "Variation seed": subseed if p.subseed_strength > 0 else None,
         "Variation seed strength": _plain_number(p.subseed_strength) if p.subseed_strength > 0 else None,
         "Seed resize from": (
@@ -229,6 +247,17 @@ def infotext_params(model: SDModel, p: Txt2ImgParams, choice: SamplerChoice, see
     if p.enable_hr:
         params.update(hires_infotext_params(p, choice))
     params["Version"] = VERSION
+    return params
+
+
+def with_extra_params(params: dict, extra: dict) -> dict:
+    """`params` with `extra` (such as "Lora hashes") placed before "Version", as A1111 orders them."""
+    if not extra:
+        return params
+    version = params.pop("Version", None)
+    params.update(extra)
+    if version is not None:
+        params["Version"] = version
     return params
 
 

@@ -350,7 +350,7 @@ def unload(model: SDModel | None) -> None:
     """
     if model is None:
         return
-    for module in (model.unet, model.vae, *model.text_encoders):
+    for module in (model.unet, model.vae, model.own_vae, *model.text_encoders):  # own_vae: see models/vae.py
         if isinstance(module, torch.nn.Module):
             module.to("meta")
     model.text_encoders = []

@@ -50,6 +50,11 @@ class SDModel:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     dtype: torch.dtype = torch.float32
     default_size: int = 512
+    # A separate VAE file in use (models/vae.py): its path and sha256, and the checkpoint's own VAE
+    # kept to switch back to. All None while the checkpoint's own VAE is used.
+    vae_file: Path | None = None
+    vae_sha256: str | None = None
+    own_vae: Any = None
 
     @property
     def is_inpainting(self) -> bool:
