@@ -11,7 +11,6 @@ far (A1111 instead returns the interrupted batch's last latent, decoded).
 
 from __future__ import annotations
 
-import copy
 import logging
 import secrets
 import threading
@@ -21,7 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from .generation.denoiser import Interrupted, JobControl
-from .generation.params import GenerationSettings, ParamsError
+from .generation.params import ParamsError
 from .generation.processing import Processed, txt2img
 from .generation.rng import fix_seed, job_seeds
 from .models.model import SDModel
@@ -50,14 +49,6 @@ def checked_overrides(overrides: dict[str, Any] | None) -> dict[str, Any]:
             raise OptionsError(f"override_settings.{key} must be {type(default).__name__}, not {value!r}")
         known[key] = value
     return known
-
-
-def settings_with(state: SharedState, overrides: dict[str, Any]) -> GenerationSettings:
-    """Generation settings from the current options with `overrides` applied, for one job only."""
-    view = copy.copy(state.options)  # the same Options mapping, over a private copy of the values
-    view._values = {**state.options.as_dict(), **overrides}
-    view._lock = threading.Lock()
-    return view.generation_settings()
 
 
 class Job:
@@ -199,7 +190,7 @@ class JobQueue:
         try:
             p = job.params
             if not job.keep_settings:
-                p.settings = settings_with(self.state, job.overrides)
+                p.settings = self.state.options.generation_settings(job.overrides)
             p.validate()
             self._use_vae(job, model)
             self._run_batches(job, model, p, result)

@@ -104,8 +104,9 @@ class Options:
             json.dump(self._values, handle, indent=4)
         os.replace(handle.name, self.path)
 
-    def generation_settings(self) -> GenerationSettings:
-        values = self.as_dict()
+    def generation_settings(self, overrides: dict[str, Any] | None = None) -> GenerationSettings:
+        """The settings a job generates with; `overrides` (one request's) win over the stored values."""
+        values = {**self.as_dict(), **(overrides or {})}
         return GenerationSettings(
             clip_skip=values["CLIP_stop_at_last_layers"],
             emphasis=values["emphasis"],
