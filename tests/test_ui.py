@@ -18,9 +18,11 @@ if not Path(CHROMIUM).exists():
     pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)", allow_module_level=True)
 
 import gradio as gr  # noqa: E402
+import torch  # noqa: E402
 import uvicorn  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
 
 from checkpoint_files import write_diffusers_folder  # noqa: E402
 from tiny_models import make_tiny_model  # noqa: E402
@@ -206,3 +208,19 @@ def test_styles_save_pick_and_apply(server, page):
     infotext = page.locator("#txt2img_infotext")
     expect(infotext).to_contain_text("a cat, film grain")
     expect(infotext).to_contain_text("Negative prompt: ugly")
+
+
+def test_clicking_a_lora_card_adds_its_tag(server, page):
+    _, state, data = server
+    lora_dir = data / "models" / "Lora"
+    lora_dir.mkdir(parents=True, exist_ok=True)
+    save_file({"lora_te_text_model_encoder_layers_0_mlp_fc1.alpha": torch.tensor(1.0)}, lora_dir / "film_grain.safetensors",
+              metadata={"ss_base_model_version": "sd_v1"})
+    page.get_by_role("tab", name="txt2img").click()
+    page.locator("#txt2img_prompt textarea").fill("a cat")
+    page.get_by_text("Extra networks").first.click()
+    page.locator("#txt2img_extra_refresh").click()
+    card = page.locator("#txt2img_lora_cards img").first
+    expect(card).to_be_visible(timeout=TIMEOUT_MS)
+    card.click()
+    expect(page.locator("#txt2img_prompt textarea")).to_have_value("a cat <lora:film_grain:1>")

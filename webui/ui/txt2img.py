@@ -13,6 +13,7 @@ from ..state import SharedState
 from ..styles import apply_styles, read_styles, save_style
 from .common import (Controls, OutputPanel, Sessions, error_html, numeric_params, output_panel, sampler_controls,
                      seed_controls, size_batch_cfg_controls)
+from .extra_networks import extra_networks
 
 SAME_SAMPLER = "Use same sampler"
 SAME_SCHEDULER = "Use same scheduler"
@@ -136,6 +137,7 @@ def wire_generation(state: SharedState, sessions: Sessions, tab: str, kind: str,
 def build(state: SharedState, sessions: Sessions) -> GenerationTab:
     controls = Controls()
     buttons = prompt_row(state, controls, "txt2img")
+    extra_networks(state, controls["prompt"], "txt2img")
     with gr.Row():
         with gr.Column(scale=1):
             sampler_controls(controls, "txt2img")
