@@ -224,3 +224,30 @@ def test_clicking_a_lora_card_adds_its_tag(server, page):
     expect(card).to_be_visible(timeout=TIMEOUT_MS)
     card.click()
     expect(page.locator("#txt2img_prompt textarea")).to_have_value("a cat <lora:film_grain:1>")
+    # An embedding card adds the embedding's name; a checkpoint card chooses the checkpoint.
+    (data / "embeddings").mkdir(exist_ok=True)
+    save_file({"emb_params": torch.zeros(1, 32)}, data / "embeddings" / "grainy.safetensors")
+    page.get_by_role("tab", name="Textual Inversion").click()
+    page.locator("#txt2img_extra_refresh").click()
+    embedding = page.locator("#txt2img_textual_inversion_cards img").first
+    expect(embedding).to_be_visible(timeout=TIMEOUT_MS)
+    embedding.click()
+    expect(page.locator("#txt2img_prompt textarea")).to_have_value("a cat <lora:film_grain:1> grainy")
+    page.get_by_role("tab", name="Checkpoints").click()
+    page.locator("#txt2img_checkpoints_cards img").first.click()
+    deadline = time.time() + 30
+    while not state.options["sd_model_checkpoint"].startswith("tiny") and time.time() < deadline:
+        time.sleep(0.2)
+    assert state.options["sd_model_checkpoint"].startswith("tiny")
+
+
+def test_vae_dropdown_sets_the_option(server, page):
+    _, state, data = server
+    vae = page.locator("#setting_sd_vae input")
+    vae.click()
+    page.get_by_role("option", name="None", exact=True).click()
+    deadline = time.time() + 30
+    while state.options["sd_vae"] != "None" and time.time() < deadline:
+        time.sleep(0.2)
+    assert state.options["sd_vae"] == "None"
+    assert json.loads((data / "config.json").read_text())["sd_vae"] == "None"

@@ -50,6 +50,30 @@ def checkpoint_row(state: SharedState, demo: gr.Blocks) -> gr.Dropdown:
     dropdown.input(choose, dropdown, None)  # user choices only, not the page-load update
     refresh.click(refresh_list, dropdown, dropdown)
     demo.load(on_load, None, dropdown)
+    vae_dropdown(state, demo)
+    return dropdown
+
+
+def vae_dropdown(state: SharedState, demo: gr.Blocks) -> gr.Dropdown:
+    """A1111's "SD VAE" quick setting: Automatic (named like the checkpoint), None, or a file."""
+    from ..models.vae import state_vaes
+
+    def choices() -> list[str]:
+        return ["Automatic", "None", *(vae.name for vae in state_vaes(state))]
+
+    with gr.Row(elem_id="quicksettings_vae"):
+        dropdown = gr.Dropdown(choices(), value=state.options["sd_vae"], label="SD VAE", elem_id="setting_sd_vae",
+                               scale=0, min_width=280)
+
+    def choose(name):
+        try:
+            state.options.update({"sd_vae": name})
+        except OptionsError as error:
+            gr.Warning(str(error))
+
+    dropdown.input(choose, dropdown, None)
+    dropdown.focus(lambda current: gr.update(choices=choices(), value=current), dropdown, dropdown)
+    demo.load(lambda: gr.update(choices=choices(), value=state.options["sd_vae"]), None, dropdown)
     return dropdown
 
 

@@ -1,12 +1,16 @@
-"""Extra networks: LoRA cards (preview, base model, trigger words) that add their tag to the
-prompt when clicked, with search and refresh."""
+"""Extra networks: cards for LoRAs (preview, base model, trigger words), embeddings and
+checkpoints, with search and refresh."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 from PIL import Image, ImageDraw
 
 from ..networks import library_for_flags
+from ..networks.embeddings import database_for
 from ..state import SharedState
 
 PREVIEW_SUFFIXES = (".png", ".preview.png", ".jpg", ".jpeg", ".webp")  # beside the file, as A1111
@@ -42,33 +46,68 @@ def _caption(file) -> str:
     return " | ".join(parts)
 
 
-def extra_networks(state: SharedState, prompt: gr.Textbox, tab: str) -> None:
+@dataclass(frozen=True)
+class Card:
+    name: str
+    path: Path
+    caption: str
+    insert: str  # added to the prompt on click; "" for checkpoints, which are chosen instead
+
+
+def _lora_cards(state: SharedState, rescan: bool) -> list[Card]:
     library = library_for_flags(state.flags)
+    if rescan:
+        library.refresh()
+    return [Card(f.name, f.path, _caption(f), f"<lora:{f.name}:1>") for f in library.files()]  # A1111's default weight
 
-    def cards(query: str):
-        shown = [f for f in library.files() if query.lower() in (f.name + " " + f.alias).lower()]
-        return [(_preview(f.path), _caption(f)) for f in shown], [f.name for f in shown]
 
+def _embedding_cards(state: SharedState, rescan: bool) -> list[Card]:
+    database = database_for(state)
+    if rescan:
+        database.refresh(force=True)
+    listing = database.for_model(state.models.slot.model)
+    return [Card(name, e.path, f"{name} | {e.vectors} vectors", name) for name, e in listing.loaded.items()]
+
+
+def _checkpoint_cards(state: SharedState, rescan: bool) -> list[Card]:
+    infos = state.models.refresh() if rescan else state.models.checkpoints()
+    return [Card(info.name, info.path, info.title, "") for info in infos]
+
+
+SECTIONS = {"Lora": _lora_cards, "Textual Inversion": _embedding_cards, "Checkpoints": _checkpoint_cards}
+
+
+def extra_networks(state: SharedState, prompt: gr.Textbox, tab: str) -> None:
+    """Cards for LoRAs, embeddings and checkpoints: a click adds the tag (or the embedding's
+    name) to the prompt, or chooses the checkpoint for the next job."""
     with gr.Accordion("Extra networks", open=False, elem_id=f"{tab}_extra_networks"):
         with gr.Row():
             search = gr.Textbox(label="Search", scale=4, elem_id=f"{tab}_extra_search")
             refresh = gr.Button("Refresh", scale=1, elem_id=f"{tab}_extra_refresh")
-        first_cards, first_names = cards("")
-        names = gr.State(first_names)
-        gallery = gr.Gallery(first_cards, label="Lora", columns=6, height="auto", allow_preview=False,
-                             elem_id=f"{tab}_lora_cards")
+        with gr.Tabs():
+            for label, source in SECTIONS.items():
+                with gr.Tab(label):
+                    _section(state, prompt, tab, label, source, search, refresh)
 
-    def show(query):
-        return cards(query or "")
 
-    def rescan(query):
-        library.refresh()
-        return cards(query or "")
+def _section(state, prompt, tab, label, source, search, refresh) -> None:
+    def shown(query: str, rescan: bool = False):
+        cards = [c for c in source(state, rescan) if (query or "").lower() in c.caption.lower()]
+        return [(_preview(c.path), c.caption) for c in cards], cards
 
-    def insert(current: str, shown_names: list[str], evt: gr.SelectData):
-        tag = f"<lora:{shown_names[evt.index]}:1>"  # A1111's default multiplier
-        return f"{current.rstrip()} {tag}".strip() if tag not in current else current
+    first_items, first_cards = shown("")
+    cards_state = gr.State(first_cards)
+    gallery = gr.Gallery(first_items, label=label, columns=6, height="auto", allow_preview=False,
+                         elem_id=f"{tab}_{label.lower().replace(' ', '_')}_cards")
 
-    search.change(show, search, [gallery, names])
-    refresh.click(rescan, search, [gallery, names])
-    gallery.select(insert, [prompt, names], prompt)
+    def choose(current: str, cards: list[Card], evt: gr.SelectData):
+        card = cards[evt.index]
+        if not card.insert:  # a checkpoint: the queue loads it for the next job
+            state.options.update({"sd_model_checkpoint": state.models.find(card.name).title})
+            gr.Info(f"{card.name} will be used for the next image")
+            return current
+        return current if card.insert in current else f"{current.rstrip()} {card.insert}".strip()
+
+    search.change(shown, search, [gallery, cards_state])
+    refresh.click(lambda query: shown(query, rescan=True), search, [gallery, cards_state])
+    gallery.select(choose, [prompt, cards_state], prompt)
