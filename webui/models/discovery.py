@@ -27,6 +27,7 @@ class CheckpointInfo:
     name: str  # path relative to the folder it was found in, without extension, with "/" separators
     kind: str  # "safetensors", "ckpt" (also .pt) or "diffusers"
     sha256: str | None = None  # full hex digest, when known
+    builtin: bool = False  # the small demo model shipped with the project
 
     @property
     def short_hash(self) -> str | None:
@@ -98,6 +99,17 @@ def _info(path: Path, root: Path | None, cache_path: Path | None) -> CheckpointI
         return None
     sha = hashes.cached_sha256(path, cache_path) if kind != "diffusers" else None
     return CheckpointInfo(path=path.absolute(), name=_name_for(path, root), kind=kind, sha256=sha)
+
+
+# The demo model trained by webui/demo/train.py, shipped so a fresh install draws something offline.
+DEMO_MODEL = Path(__file__).resolve().parents[2] / "models" / "demo" / "shapes-demo"
+
+
+def demo_checkpoint(folder: Path = DEMO_MODEL) -> CheckpointInfo | None:
+    """The built-in demo model, offered only when the user has no checkpoint of their own."""
+    if not (folder / DIFFUSERS_MARKER).is_file():
+        return None
+    return CheckpointInfo(path=folder, name=folder.name, kind="diffusers", builtin=True)
 
 
 def list_checkpoints(

@@ -42,6 +42,7 @@ from webui.models.model import SD1, SD2, SDXL, ModelFamily, SDModel, scaled_line
 log = logging.getLogger(__name__)
 
 TOKENIZER_DIR = Path(__file__).resolve().parent / "clip_tokenizer"
+METADATA_FILE = "webui.json"  # our metadata beside a diffusers folder's model_index.json
 
 
 class CheckpointError(Exception):
@@ -338,8 +339,17 @@ def _load_diffusers_folder(info: CheckpointInfo, device, dtype, vae_dtype) -> SD
         family=detection.family, unet=unet, vae=vae, text_encoders=text_encoders,
         tokenizers=_tokenizers(detection.family), alphas_cumprod=_alphas_cumprod(folder),
         prediction_type=detection.prediction_type, name=info.stem, path=folder, sha256=None,
-        device=device, dtype=dtype, default_size=_default_size(folder, vae),
+        device=device, dtype=dtype, default_size=_default_size(folder, vae), metadata=read_metadata(folder),
     )
+
+
+def read_metadata(folder: Path) -> dict:
+    """`webui.json` of a diffusers folder (our own models write one), or {} when it has none or it is unreadable."""
+    try:
+        metadata = _read_json(folder / METADATA_FILE)
+    except (OSError, ValueError):
+        return {}
+    return metadata if isinstance(metadata, dict) else {}
 
 
 def unload(model: SDModel | None) -> None:

@@ -55,6 +55,13 @@ class SDModel:
     vae_file: Path | None = None
     vae_sha256: str | None = None
     own_vae: Any = None
+    # The model's own metadata (`webui.json` in a diffusers folder): {"demo": bool, "defaults": {"width":
+    # ..., "steps": ...}, "training": {...}}; empty for ordinary checkpoints.
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def is_demo(self) -> bool:
+        return bool(self.metadata.get("demo"))
 
     @property
     def is_inpainting(self) -> bool:
