@@ -33,6 +33,7 @@ from webui.state import SharedState  # noqa: E402
 from webui.ui import build_ui  # noqa: E402
 
 TIMEOUT_MS = int(os.environ.get("UI_TEST_TIMEOUT_MS", "120000"))
+expect.set_options(timeout=TIMEOUT_MS)  # a loaded machine can take more than the default 5 s
 
 
 def free_port() -> int:

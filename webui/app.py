@@ -6,21 +6,38 @@ in the background, and the first job waits for it.
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
+import sys
 import threading
 import time
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.routing import Mount
 
-from .flags import parse_credentials, parse_flags
+from .extensions.loader import Extension, discover, run_installers, run_preloads, stamp_file, start_extensions
+from .flags import build_parser, parse_credentials, parse_flags
 from .state import SharedState
 
 log = logging.getLogger("webui")
 
 
+def load_flags(argv: list[str]) -> tuple[argparse.Namespace, list[Extension]]:
+    """The flags and the extensions. Extensions are found from an early parse of `argv` (the data
+    folder, the settings file, --disable-*-extensions); their preload.py may add flags; then
+    `argv` is parsed for real, so `shared.cmd_opts.<an extension's flag>` works."""
+    early = parse_flags(argv, known_only=True)
+    extensions = discover(early)
+    parser = build_parser()
+    run_preloads(extensions, parser, early)
+    return parse_flags(argv, parser), extensions
+
+
 def create_app(state: SharedState) -> FastAPI:
-    """The whole server for these flags; the queue must already be attached to `state`."""
+    """The whole server for these flags; the queue must already be attached to `state`, and the
+    extensions loaded (`start_extensions`) if there are to be any. Fires on_app_started."""
     from .api import register_api, register_internal
 
     flags = state.flags
@@ -35,17 +52,29 @@ def create_app(state: SharedState) -> FastAPI:
     if flags.api or flags.nowebui:
         register_api(app, state)
     if flags.nowebui:
-        return app
+        return _app_started(state, app)
     register_internal(app, state)
 
     import gradio as gr
 
+    from .extensions import assets
     from .ui import build_ui
 
+    state.demo = build_ui(state)
     logins = parse_credentials(flags.gradio_auth, flags.gradio_auth_path)
-    return gr.mount_gradio_app(
-        app, build_ui(state), path=flags.subpath or "/", auth=list(logins.items()) or None,
+    app = gr.mount_gradio_app(
+        app, state.demo, path=flags.subpath or "/", auth=list(logins.items()) or None,
+        head=assets.head_html(state), allowed_paths=assets.allowed_files(state),
     )
+    return _app_started(state, app)
+
+
+def _app_started(state: SharedState, app: FastAPI) -> FastAPI:
+    state.callbacks.run("app_started", state.demo, app)
+    # Gradio mounted at "/" answers every path: the routes extensions just added go before it.
+    routes = app.router.routes
+    routes[:] = [r for r in routes if not isinstance(r, Mount)] + [r for r in routes if isinstance(r, Mount)]
+    return app
 
 
 def _load_model_in_background(state: SharedState) -> None:
@@ -67,16 +96,19 @@ def main(argv: list[str]) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     started = time.perf_counter()
-    flags = parse_flags(argv)
+    flags, extensions = load_flags(argv)
     for flag in flags.ignored:
         log.info("%s: accepted for A1111 compatibility; it changes nothing here", flag)
+    if not flags.skip_install:
+        run_installers(extensions, stamp_file(flags))
     state = SharedState.create(flags)
     if not state.models.checkpoints():
         log.warning("no checkpoint found in %s: put a .safetensors file there and press refresh",
                     state.models.models_dir)
     state.queue = JobQueue(state)
     state.queue.start()
-    _load_model_in_background(state)
+    start_extensions(state, extensions)
+    _load_model_in_background(state)  # after the extensions: their on_model_loaded callbacks see it
     app = create_app(state)
 
     host = "0.0.0.0" if flags.listen else (flags.server_name or "127.0.0.1")
@@ -85,15 +117,28 @@ def main(argv: list[str]) -> int:
     shown = "127.0.0.1" if host == "0.0.0.0" else host
     print(f"Running on {scheme}://{shown}:{port}{flags.subpath or ''}/ "
           f"(ready in {time.perf_counter() - started:.1f} s)", flush=True)
+    # Open page connections (Gradio's heartbeat streams) would hold a graceful shutdown forever.
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=host, port=port, ssl_keyfile=flags.tls_keyfile, ssl_certfile=flags.tls_certfile,
+        timeout_keep_alive=flags.timeout_keep_alive, timeout_graceful_shutdown=3, log_level="warning"))
+    restarting = threading.Event()
+
+    def restart() -> None:  # the Extensions tab's "Apply and restart UI"; the reply goes out first
+        state.callbacks.run("before_reload")
+        restarting.set()
+        logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)  # pages' streams are cut on purpose
+        threading.Timer(0.5, setattr, (server, "should_exit", True)).start()
+
+    state.restart = restart
     try:
-        uvicorn.run(app, host=host, port=port, ssl_keyfile=flags.tls_keyfile, ssl_certfile=flags.tls_certfile,
-                    timeout_keep_alive=flags.timeout_keep_alive, log_level="warning")
+        server.run()
     finally:
         state.queue.stop()
+    if restarting.is_set():
+        print("Restarting the WebUI", flush=True)
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
     return 0
 
 
 if __name__ == "__main__":
-    import sys
-
     sys.exit(main(sys.argv[1:]))

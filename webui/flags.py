@@ -14,8 +14,8 @@ ACCEPTED_WITHOUT_EFFECT = (
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python launch.py", description="Stable Diffusion WebUI")
+def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python launch.py", description="Stable Diffusion WebUI", add_help=add_help)
     add = parser.add_argument
     # server and LAN sharing
     add("--listen", action="store_true", help="serve on 0.0.0.0 (the LAN) instead of 127.0.0.1")
@@ -49,8 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--styles-file", default=None, help="styles file (default DATA_DIR/styles.csv)")
     add("--freeze-settings", action="store_true", help="settings cannot be changed from the UI or API")
     add("--hide-ui-dir-config", action="store_true", help="output folders cannot be changed from the UI or API")
-    add("--disable-all-extensions", action="store_true")
-    add("--disable-extra-extensions", action="store_true")
+    # extensions (<data-dir>/extensions, as in A1111)
+    add("--disable-all-extensions", action="store_true", help="load no extensions, not even the built-in ones")
+    add("--disable-extra-extensions", action="store_true", help="load only the built-in extensions")
+    add("--skip-install", action="store_true", help="install nothing: neither dependencies nor extensions' install.py")
     # device
     add("--use-cpu", nargs="*", default=[], help="'all' runs everything on the CPU")
     add("--precision", choices=["full", "autocast", "half"], default="autocast")
@@ -61,17 +63,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_flags(argv: list[str]) -> argparse.Namespace:
-    flags = build_parser().parse_args(argv)
+def parse_flags(argv: list[str], parser: argparse.ArgumentParser | None = None,
+                known_only: bool = False) -> argparse.Namespace:
+    """The flags of `argv`. `parser` is one that extensions' preload.py added flags to;
+    `known_only` skips flags this parser does not know (the early pass made before preloads)."""
+    parser = parser or build_parser(add_help=not known_only)
+    flags = parser.parse_known_args(argv)[0] if known_only else parser.parse_args(argv)
     flags.data_dir = Path(flags.data_dir).resolve()
     flags.models_dir = Path(flags.models_dir).resolve() if flags.models_dir else flags.data_dir / "models"
     flags.ignored = [f for f in ACCEPTED_WITHOUT_EFFECT if getattr(flags, f.lstrip("-").replace("-", "_"))]
+    # A1111's derived fields, read by extensions as shared.cmd_opts.<name>
+    flags.webui_is_non_local = is_shared_beyond_this_machine(flags)
+    flags.disable_extension_access = flags.webui_is_non_local and not flags.enable_insecure_extension_access
     return flags
 
 
+LOOPBACK_NAMES = ("localhost", "::1")
+
+
 def is_shared_beyond_this_machine(flags: argparse.Namespace) -> bool:
-    """A1111's "non-local" rule: extension installs are off then unless explicitly allowed."""
-    return bool(flags.listen or flags.server_name)
+    """A1111's "non-local" rule: extension installs are off then unless explicitly allowed.
+    Unlike A1111, a --server-name that is a loopback address (127.x, ::1, localhost) stays local."""
+    name = (flags.server_name or "").strip().lower()
+    loopback = name in LOOPBACK_NAMES or name.startswith("127.")
+    return bool(flags.listen or getattr(flags, "share", False) or getattr(flags, "ngrok", None)
+                or (name and not loopback))
 
 
 def parse_credentials(text: str | None, path: str | None = None) -> dict[str, str]:

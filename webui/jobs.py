@@ -16,13 +16,12 @@ import secrets
 import threading
 import time
 from collections import deque
-from dataclasses import replace
 from typing import Any
 
 from .generation.denoiser import Interrupted, JobControl
 from .generation.params import ParamsError
+from .generation.img2img import img2img
 from .generation.processing import Processed, txt2img
-from .generation.rng import fix_seed, job_seeds
 from .models.model import SDModel
 from .state import OPTION_DEFAULTS, OptionsError, SharedState
 
@@ -54,13 +53,16 @@ def checked_overrides(overrides: dict[str, Any] | None) -> dict[str, Any]:
 class Job:
     """One request for images, from submission to result."""
 
-    def __init__(self, job_id: str, kind: str, owner: str, params, overrides: dict[str, Any], keep_settings: bool):
+    def __init__(self, job_id: str, kind: str, owner: str, params, overrides: dict[str, Any], keep_settings: bool,
+                 script_args: list | None = None, is_api: bool = False):
         self.id = job_id
         self.kind = kind
         self.owner = owner
         self.params = params
         self.overrides = overrides
         self.keep_settings = keep_settings
+        self.script_args = script_args  # A1111's positional script args (webui/extensions); None: defaults
+        self.is_api = is_api
         self.status = "queued"
         self.step = 0
         self.steps = 0
@@ -96,8 +98,10 @@ class Job:
     def is_finished(self) -> bool:
         return self.status in FINISHED
 
-    def _start_batch(self, batch: int) -> None:
+    def _start_batch(self, batch: int, batches: int | None = None) -> None:
         self._batch, self._pass, self.step = batch, 0, 0
+        if batches:  # a script may run several calls of its own; progress follows the current one
+            self._batches = batches
 
     def _on_step(self, info: dict) -> None:
         # A step count that falls back means the next pass (hires fix) of the same batch began.
@@ -200,36 +204,36 @@ class JobQueue:
             job.bad_input = True
             job._finish("failed", str(error))
         except Exception as error:
+            if job.control.interrupted:  # e.g. a script that stumbled over the images it did not get
+                job._finish("interrupted")
+                return
             log.exception("job %s failed", job.id)
             job._finish("failed", f"{type(error).__name__}: {error}")
         else:
             job._finish("interrupted" if job.control.interrupted else "done")
 
     def _run_batches(self, job: Job, model, p, result: Processed) -> None:
-        # Fix the seeds once, then run batch by batch with each batch's first seed, which gives
-        # the same seeds per image as a single call and lets an interrupt keep earlier batches.
-        seed, subseed = fix_seed(p.seed), fix_seed(p.subseed)
-        seeds, subseeds = job_seeds(seed, subseed, p.subseed_strength, p.batch_size * p.n_iter)
-        job._batches, job._passes = p.n_iter, 2 if getattr(p, "enable_hr", False) else 1
-        process = txt2img
-        if job.kind == "img2img":
-            from .generation.img2img import img2img as process
-        root = self.state.flags.data_dir / "outputs"
-        from .networks.embeddings import database_for  # textual inversion: the embeddings that fit this model
-        embeddings = database_for(self.state).for_model(model) if isinstance(model, SDModel) else None
-        ti = {"embeddings": embeddings} if embeddings is not None and embeddings.loaded else {}
-        # LoRA: the library of --lora-dir (else models/Lora), shared so parsed files stay cached.
+        # Every job goes through the scripts layer (webui/extensions/processing.py): it fixes the
+        # seeds once, then calls our engine batch by batch with each batch's prompts and seeds,
+        # which gives the same seeds per image as a single call and lets an interrupt keep
+        # earlier batches. Scripts (always-on, or the selected one's run()) hook in on the way.
+        from .extensions.processing import run_job
         from .networks import library_for_flags
+        from .networks.embeddings import database_for  # textual inversion: the embeddings that fit a model
+
+        job._batches, job._passes = p.n_iter, 2 if getattr(p, "enable_hr", False) else 1
+        root = self.state.flags.data_dir / "outputs"
+        # LoRA: the library of --lora-dir (else models/Lora), shared so parsed files stay cached.
         networks = library_for_flags(self.state.flags)
-        for batch in range(p.n_iter):
-            job._start_batch(batch)
-            first = batch * p.batch_size
-            one = replace(p, n_iter=1, seed=seeds[first], subseed=subseeds[first])
-            part = process(model, one, job.control, root, networks=networks, **ti)
-            for name in ("images", "seeds", "subseeds", "prompts", "negative_prompts", "infotexts", "paths",
-                         "warnings"):
-                getattr(result, name).extend(getattr(part, name))
-            result.seconds += part.seconds
+
+        def generate(model, params, hooks):
+            embeddings = database_for(self.state).for_model(model) if isinstance(model, SDModel) else None
+            ti = {"embeddings": embeddings} if embeddings is not None and embeddings.loaded else {}
+            engine = txt2img if job.kind == "txt2img" else img2img
+            return engine(model, params, job.control, root, networks=networks, hooks=hooks, **ti)
+
+        run_job(self.state, job.kind, p, job.script_args, job.control, is_api=job.is_api, generate=generate,
+                model=model, outputs_root=root, overrides=job.overrides, result=result, on_batch=job._start_batch)
 
     def _use_vae(self, job: Job, model) -> None:
         """The job's VAE (`sd_vae` override, else the setting) swapped into the model; see models/vae.py."""
@@ -256,9 +260,11 @@ class JobQueue:
 
     # -- clients -----------------------------------------------------------------------------
     def submit(self, kind: str, params, owner: str, task_id: str | None = None, *,
-               override_settings: dict[str, Any] | None = None, keep_settings: bool = False) -> Job:
+               override_settings: dict[str, Any] | None = None, keep_settings: bool = False,
+               script_args: list | None = None, is_api: bool = False) -> Job:
         """Queue a job. `override_settings` (checked with `checked_overrides`) apply to this job only;
-        `keep_settings` keeps `params.settings` as given instead of filling it from the options."""
+        `keep_settings` keeps `params.settings` as given instead of filling it from the options.
+        `script_args`: A1111's script arguments (index 0 picks the selected script); None: defaults."""
         if kind not in KINDS:
             raise ValueError(f"unknown job kind {kind!r}; expected one of {', '.join(KINDS)}")
         overrides = checked_overrides(override_settings)
@@ -267,7 +273,7 @@ class JobQueue:
             existing = self._jobs.get(job_id)
             if existing is not None and not existing.is_finished:
                 raise ValueError(f"task id {job_id!r} is already queued or running")
-            job = Job(job_id, kind, owner, params, overrides, keep_settings)
+            job = Job(job_id, kind, owner, params, overrides, keep_settings, script_args, is_api)
             self._jobs[job_id] = job
             if owner not in self._waiting:
                 self._waiting[owner] = deque()

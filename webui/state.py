@@ -12,14 +12,18 @@ import logging
 import os
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .devices import choose_devices
+from .extensions.callbacks import CallbackRegistry
+from .extensions.scripts import ScriptRegistry
 from .generation.params import GenerationSettings
-from .models.discovery import CheckpointInfo, CheckpointNotFound, find_checkpoint, list_checkpoints, with_hash
-from .models.loading import ModelSlot
+from .models.discovery import (
+    CheckpointInfo, CheckpointNotFound, demo_checkpoint, find_checkpoint, list_checkpoints, with_hash,
+)
+from .models.loading import ModelSlot, read_metadata
 from .models.model import SDModel
 
 log = logging.getLogger(__name__)
@@ -46,6 +50,8 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "samples_filename_pattern": "",
     "outdir_txt2img_samples": "outputs/txt2img-images",
     "outdir_img2img_samples": "outputs/img2img-images",
+    "disabled_extensions": [],  # extension folder names (Extensions tab)
+    "disable_all_extensions": "none",  # "none", "extra" (only built-in ones run) or "all"
 }
 # Options that name folders: frozen by --hide-ui-dir-config.
 DIRECTORY_OPTIONS = ("outdir_txt2img_samples", "outdir_img2img_samples")
@@ -55,8 +61,25 @@ class OptionsError(ValueError):
     """A setting cannot be changed as asked; the message says which and why."""
 
 
+def type_problem(key: str, value: Any, default: Any) -> str | None:
+    """Why `value` cannot be setting `key` (whose default is `default`), or None if it can.
+    The type must be the default's; a whole number may stand for a float; None defaults take anything."""
+    if default is None:
+        return None
+    if isinstance(default, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return None
+    if not isinstance(value, type(default)) or isinstance(value, bool) != isinstance(default, bool):
+        return f"setting {key!r} must be {type(default).__name__}, not {value!r}"
+    return None
+
+
 class Options:
-    """User settings, persisted to config.json (A1111's file and key names)."""
+    """User settings, persisted to config.json (A1111's file and key names).
+
+    Extensions add settings of their own with `register` (A1111's shared.opts.add_option): they are
+    validated against their default's type and saved next to the built-in ones. Stored values of
+    settings nobody registered (an extension now disabled) are kept and written back.
+    """
 
     def __init__(self, path: Path, frozen: bool = False, frozen_keys: tuple[str, ...] = ()):
         self.path = path
@@ -64,15 +87,53 @@ class Options:
         self.frozen_keys = set(frozen_keys)
         self._lock = threading.Lock()
         self._values = dict(OPTION_DEFAULTS)
+        self._extension_defaults: dict[str, Any] = {}
+        self._onchange: dict[str, Any] = {}
+        self._infos: dict[str, Any] = {}  # key -> the extension's OptionInfo (label, component, section)
+        self._unclaimed: dict[str, Any] = {}  # stored keys not (yet) registered
         if path.is_file():
             try:
                 stored = json.loads(path.read_text(encoding="utf-8"))
                 self._values.update({k: v for k, v in stored.items() if k in OPTION_DEFAULTS})
-            except (OSError, ValueError) as error:
+                self._unclaimed = {k: v for k, v in stored.items() if k not in OPTION_DEFAULTS}
+            except (OSError, ValueError, AttributeError) as error:
                 log.warning("%s is unreadable (%s); using default settings", path, error)
+
+    def register(self, key: str, default: Any, onchange=None, info: Any = None) -> None:
+        """An extension's setting: its stored value when config.json has one, else `default`.
+        `onchange()` is called after the setting changes; `info` (A1111's OptionInfo) is kept
+        for the Settings page."""
+        with self._lock:
+            if onchange is not None:
+                self._onchange[key] = onchange
+            if info is not None:
+                self._infos[key] = info
+            if key in OPTION_DEFAULTS:
+                return
+            self._extension_defaults[key] = default
+            if key not in self._values:
+                self._values[key] = self._unclaimed.pop(key, default)
+
+    def registered(self) -> dict[str, Any]:
+        """The OptionInfo of every setting extensions registered, in registration order."""
+        with self._lock:
+            return dict(self._infos)
+
+    def defaults(self) -> dict[str, Any]:
+        """Every known setting's default: the built-in ones and those extensions registered."""
+        with self._lock:
+            return {**OPTION_DEFAULTS, **self._extension_defaults}
+
+    def __contains__(self, key: str) -> bool:
+        with self._lock:
+            return key in self._values
 
     def __getitem__(self, key: str) -> Any:
         return self._values[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        with self._lock:
+            return self._values.get(key, default)
 
     def as_dict(self) -> dict[str, Any]:
         with self._lock:
@@ -80,28 +141,35 @@ class Options:
 
     def update(self, changes: dict[str, Any]) -> None:
         """Validate every change first, then apply all and save; nothing changes on an error."""
+        defaults = self.defaults()
+        # A slider may send 3.0 for a whole-number setting.
+        changes = {key: int(value) if type(defaults.get(key)) is int and isinstance(value, float) and value.is_integer()
+                   else value for key, value in changes.items()}
         problems = []
         for key, value in changes.items():
-            if key not in OPTION_DEFAULTS:
+            if key not in defaults:
                 problems.append(f"unknown setting {key!r}")
             elif self.frozen or key in self.frozen_keys:
                 problems.append(f"setting {key!r} is frozen by a command-line flag")
-            elif type(OPTION_DEFAULTS[key]) is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-                continue
-            elif not isinstance(value, type(OPTION_DEFAULTS[key])) or isinstance(value, bool) != isinstance(
-                OPTION_DEFAULTS[key], bool
-            ):
-                problems.append(f"setting {key!r} must be {type(OPTION_DEFAULTS[key]).__name__}, not {value!r}")
+            elif (problem := type_problem(key, value, defaults[key])) is not None:
+                problems.append(problem)
         if problems:
             raise OptionsError("; ".join(problems))
         with self._lock:
+            changed = [key for key, value in changes.items() if self._values.get(key) != value]
             self._values.update(changes)
             self._save()
+            callbacks = [self._onchange[key] for key in changed if key in self._onchange]
+        for callback in callbacks:  # an extension's onchange failing does not undo the change
+            try:
+                callback()
+            except Exception:
+                log.exception("onchange of a setting failed")
 
     def _save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=self.path.parent, delete=False, encoding="utf-8") as handle:
-            json.dump(self._values, handle, indent=4)
+            json.dump({**self._unclaimed, **self._values}, handle, indent=4)
         os.replace(handle.name, self.path)
 
     def generation_settings(self, overrides: dict[str, Any] | None = None) -> GenerationSettings:
@@ -135,6 +203,7 @@ class ModelManager:
         self._list_lock = threading.Lock()  # the checkpoint list; never held while loading
         self._load_lock = threading.Lock()
         self._checkpoints: list[CheckpointInfo] = []
+        self.on_loaded = None  # called with each newly loaded model (extensions' on_model_loaded)
         self.refresh()
 
     @property
@@ -144,6 +213,8 @@ class ModelManager:
     def refresh(self) -> list[CheckpointInfo]:
         found = list_checkpoints(self.models_dir, ckpt_dir=self.flags.ckpt_dir, ckpt=self.flags.ckpt,
                                  cache_path=self.cache_path)
+        if not found and (demo := demo_checkpoint()) is not None:
+            found = [demo]  # nothing of the user's yet: the built-in demo model
         with self._list_lock:
             self._checkpoints = found
         return found
@@ -155,16 +226,36 @@ class ModelManager:
     def find(self, name: str | None) -> CheckpointInfo:
         return find_checkpoint(name or None, self.checkpoints())
 
+    def generation_defaults(self) -> dict[str, Any]:
+        """The chosen checkpoint's own defaults (width, height, steps, ...; our demo model has them), read
+        from its metadata without loading it; {} for ordinary checkpoints."""
+        try:
+            info = self.find(self.options["sd_model_checkpoint"] or self.flags.ckpt)
+        except LookupError:
+            return {}
+        defaults = read_metadata(info.path).get("defaults", {}) if info.kind == "diffusers" else {}
+        return defaults if isinstance(defaults, dict) else {}
+
     def current(self) -> SDModel:
         """The loaded model, loading the chosen (or first) checkpoint if none is."""
         with self._load_lock:
             if self.slot.model is not None:
                 return self.slot.model
-            return self._load(self.options["sd_model_checkpoint"] or self.flags.ckpt)
+            model = self._load(self.options["sd_model_checkpoint"] or self.flags.ckpt)
+        self._announce(None, model)
+        return model
 
     def switch(self, name: str) -> SDModel:
         with self._load_lock:
-            return self._load(name)
+            before = self.slot.model
+            model = self._load(name)
+        self._announce(before, model)
+        return model
+
+    def _announce(self, before, model) -> None:
+        # Outside the load lock: a callback may ask for the model itself.
+        if model is not before and self.on_loaded is not None:
+            self.on_loaded(model)
 
     def _load(self, name: str | None) -> SDModel:
         try:
@@ -185,6 +276,18 @@ class SharedState:
     models: ModelManager
     queue: Any = None  # the job queue (jobs.JobQueue), attached when the server starts
     embeddings: Any = None  # textual inversion (networks.embeddings.database_for), created on first use
+    # Extensions (webui/extensions): global callbacks, loaded script classes, one ScriptRunner per
+    # tab ("txt2img", "img2img"; built after loading), the loader's Extension list, the gr.Blocks.
+    callbacks: CallbackRegistry = field(default_factory=CallbackRegistry)
+    scripts: ScriptRegistry = field(default_factory=ScriptRegistry)
+    runners: dict[str, Any] = field(default_factory=dict)
+    extensions: list = field(default_factory=list)
+    demo: Any = None
+    restart: Any = None  # set by app.main: ends the server and starts the process again (Extensions tab)
+
+    def __post_init__(self):
+        if isinstance(self.models, ModelManager):  # extensions hear of every checkpoint loaded
+            self.models.on_loaded = lambda model: self.callbacks.run("model_loaded", model)
 
     @classmethod
     def create(cls, flags: argparse.Namespace) -> "SharedState":

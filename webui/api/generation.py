@@ -23,7 +23,7 @@ from .models import Img2ImgRequest, Txt2ImgRequest
 
 # Request fields for features this WebUI does not have yet: refused with a clear 400 when
 # set, rather than silently ignored (a client asking for face restoration should know).
-_NOT_YET = ("restore_faces", "tiling", "refiner_checkpoint", "hr_checkpoint_name", "firstpass_image", "script_name",
+_NOT_YET = ("restore_faces", "tiling", "refiner_checkpoint", "hr_checkpoint_name", "firstpass_image",
             "latent_mask", "infotext")
 _COMMON_FIELDS = ("prompt", "negative_prompt", "seed", "subseed", "subseed_strength", "seed_resize_from_h",
                   "seed_resize_from_w", "batch_size", "n_iter", "steps", "cfg_scale", "width", "height", "eta",
@@ -93,11 +93,51 @@ def checked_override_settings(state: SharedState, req: Txt2ImgRequest) -> dict:
     return overrides
 
 
+def script_args_for(state: SharedState, req: Txt2ImgRequest, kind: str) -> list | None:
+    """A1111's positional script args from `script_name`/`script_args` and `alwayson_scripts`
+    ({title: {"args": [...]}}), over the scripts' default values; 422 for a script the tab lacks."""
+    from ..extensions.processing import runner_for
+
+    runner = runner_for(state, kind)
+    if runner is None:
+        if req.script_name:
+            raise HTTPException(422, f"script_name: no script named {req.script_name!r} on {kind}")
+        if req.alwayson_scripts:
+            raise HTTPException(422, f"alwayson_scripts: no always-on script named {next(iter(req.alwayson_scripts))!r}")
+        return None
+    args = runner.default_args()
+
+    def put(script, values) -> None:
+        if not isinstance(values, list):
+            raise HTTPException(422, f"args of script {script.name!r} must be a list")
+        for i, value in enumerate(values[: script.args_to - script.args_from]):
+            args[script.args_from + i] = value
+
+    if req.script_name:
+        script = runner.find(req.script_name)
+        if script is None or script.alwayson:
+            names = ", ".join(s.name for s in runner.selectable_scripts) or "none"
+            raise HTTPException(422, f"script_name: no selectable script named {req.script_name!r} on {kind} "
+                                     f"(there are: {names})")
+        put(script, list(req.script_args))
+        args[0] = runner.selectable_index(script)
+    for title, entry in req.alwayson_scripts.items():
+        script = runner.find(title)
+        if script is None or not script.alwayson:
+            names = ", ".join(s.name for s in runner.alwayson_scripts) or "none"
+            raise HTTPException(422, f"alwayson_scripts: no always-on script named {title!r} on {kind} "
+                                     f"(there are: {names})")
+        put(script, entry.get("args", []) if isinstance(entry, dict) else entry)
+    return args
+
+
 async def run_generation(state: SharedState, req: Txt2ImgRequest, kind: str, owner: str) -> dict:
     p = build_params(state, req, kind)
     overrides = checked_override_settings(state, req)
+    script_args = script_args_for(state, req, kind)
     try:
-        job = state.queue.submit(kind, p, owner, req.force_task_id or None, override_settings=overrides)
+        job = state.queue.submit(kind, p, owner, req.force_task_id or None, override_settings=overrides,
+                                 script_args=script_args, is_api=True)
     except ValueError as error:
         raise HTTPException(409, f"force_task_id: {error}") from None
     # Poll instead of blocking a worker thread, so many waiting clients cost no threads.

@@ -1,7 +1,6 @@
 """The read-mostly endpoints: settings, flags, and the lists a client fills its menus from.
 
-Features this WebUI does not have yet (scripts, extensions) answer with A1111's empty
-shapes, which is the truth: there are none.
+Scripts and extensions are listed from what was loaded (webui/extensions).
 """
 
 from __future__ import annotations
@@ -35,6 +34,22 @@ def set_options(state: SharedState, changes: Any) -> None:
         state.options.update(changes)
     except OptionsError as error:
         raise HTTPException(400, str(error)) from None
+
+
+def scripts_list(state: SharedState) -> dict[str, list[str]]:
+    """A1111's /sdapi/v1/scripts: the (lowercased) names of every script on each tab."""
+    from ..extensions.processing import runner_for
+
+    return {tab: [s.name for s in runner.scripts if s.name] if (runner := runner_for(state, tab)) else []
+            for tab in ("txt2img", "img2img")}
+
+
+def script_info(state: SharedState) -> list[dict]:
+    """A1111's /sdapi/v1/script-info: each script's name, kind and arguments (label, value, range, choices)."""
+    from ..extensions.processing import runner_for
+
+    return [entry for tab in ("txt2img", "img2img") if (runner := runner_for(state, tab))
+            for entry in runner.script_info()]
 
 
 def cmd_flags(state: SharedState) -> dict[str, Any]:

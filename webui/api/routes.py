@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..extensions.manager import extension_entries
 from ..flags import parse_credentials
 from ..jobs import JobQueue
 from ..state import SharedState
@@ -101,7 +102,10 @@ def register_api(app: FastAPI, state: SharedState, internal: bool = True) -> Non
         image = decode_image(req.image, "image")
         text = read_infotext(image) or ""
         items = {k: v for k, v in image.info.items() if isinstance(v, (str, int, float)) and k != "parameters"}
-        return {"info": text, "items": items, "parameters": parse_infotext(text) if text else {}}
+        parameters = parse_infotext(text) if text else {}
+        if text:  # extensions' on_infotext_pasted may add or change values, as in A1111
+            state.callbacks.run("infotext_pasted", text, parameters)
+        return {"info": text, "items": items, "parameters": parameters}
 
     @api.get("/progress", response_model=ProgressResponse)
     def progress(request: Request, skip_current_image: bool = False, id_task: str | None = None):
@@ -150,10 +154,10 @@ def register_api(app: FastAPI, state: SharedState, internal: bool = True) -> Non
     api.add_api_route("/refresh-vae", lambda: None, methods=["POST"])  # the VAE list is read on every request
     api.add_api_route("/loras", lambda: info.loras(state), methods=["GET"])  # LoRA (webui/networks)
     api.add_api_route("/refresh-loras", lambda: info.refresh_loras(state), methods=["POST"])
-    # Scripts and extensions do not exist yet (issue 6): their honest empty answers.
-    api.add_api_route("/scripts", lambda: {"txt2img": [], "img2img": []}, methods=["GET"])
-    api.add_api_route("/script-info", lambda: [], methods=["GET"])
-    api.add_api_route("/extensions", lambda: [], methods=["GET"])
+    # Extension scripts (webui/extensions): their names per tab, and their arguments.
+    api.add_api_route("/scripts", lambda: info.scripts_list(state), methods=["GET"])
+    api.add_api_route("/script-info", lambda: info.script_info(state), methods=["GET"])
+    api.add_api_route("/extensions", lambda: extension_entries(state), methods=["GET"])  # extensions/manager.py
     app.include_router(api)
 
 

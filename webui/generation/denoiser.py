@@ -15,6 +15,7 @@ import torch
 
 from ..models.model import SDModel
 from .conditioning import Conditioning
+from .hooks import NO_HOOKS, DenoiserCall, GenerationHooks
 from .prompt_conditioning import PromptConditioning
 
 
@@ -99,6 +100,8 @@ class CFGDenoiser:
         control: JobControl | None = None,
         init_latent: torch.Tensor | None = None,
         latent_mask: torch.Tensor | None = None,
+        hooks: GenerationHooks = NO_HOOKS,
+        total_steps: int = 0,
     ):
         self.denoiser = denoiser
         self.conds = conds
@@ -112,6 +115,9 @@ class CFGDenoiser:
         self.init_latent = init_latent
         self.latent_mask = latent_mask
         self.calls = 0  # A1111's step counter: one per denoiser call, from 0
+        self.hooks = hooks  # extension scripts' cfg_* hooks (only when hooks.denoiser_hooks)
+        self.sampling_step = 0  # the sampler step being computed (the sampling loop sets it)
+        self.total_steps = total_steps
         self.last_denoised_uncond: torch.Tensor | None = None  # read by DDIM CFG++
         # Stacked conditioning per combination of texts: after the first call that uses
         # a combination, a prompt-schedule swap is a dictionary lookup.
@@ -128,21 +134,44 @@ class CFGDenoiser:
         # Row r of the cond batch belongs to image owner[r]; unconds follow, one per image.
         owner = [i for i, image_parts in enumerate(parts) for _ in image_parts]
         conds = [c for image_parts in parts for c, _ in image_parts]
+        image_cond, hooked = self.image_cond, self.hooks.denoiser_hooks
+        if hooked:
+            x, sigma, image_cond = self._before_model(x, sigma, conds, unconds)
         if skip_uncond:
-            return self._blend(self._run(x, sigma, conds, owner))
+            out = self._run(x, sigma, conds, owner, image_cond)
+            if not hooked:
+                return self._blend(out)
+            out = self._blend(self.hooks.cfg_denoised(out, self.sampling_step, self.total_steps))
+            return self.hooks.cfg_after_cfg(out, self.sampling_step, self.total_steps)
         images = list(range(x.shape[0]))
         if max(c.tokens for c in conds) == max(c.tokens for c in unconds):
-            out = self._run(x, sigma, conds + unconds, owner + images)  # one UNet call, as A1111 batches it
+            out = self._run(x, sigma, conds + unconds, owner + images, image_cond)  # one UNet call, as A1111 batches it
             cond_out, uncond_out = out[: len(owner)], out[len(owner) :]
         else:  # different chunk counts: separate calls, as A1111 does by default
-            cond_out = self._run(x, sigma, conds, owner)
-            uncond_out = self._run(x, sigma, unconds, images)
+            cond_out = self._run(x, sigma, conds, owner, image_cond)
+            uncond_out = self._run(x, sigma, unconds, images, image_cond)
+        if hooked:  # A1111's cfg_denoised sees all outputs in one tensor: conds, then unconds
+            out = self.hooks.cfg_denoised(torch.cat([cond_out, uncond_out]), self.sampling_step, self.total_steps)
+            cond_out, uncond_out = out[: len(owner)], out[len(owner) :]
 
         self.last_denoised_uncond = uncond_out
         weights = self._device_tensor(tuple(w * self.cfg_scale for image_parts in parts for _, w in image_parts), x)
         owner_rows = self._device_tensor(tuple(owner), x)
         guidance = (cond_out - uncond_out.index_select(0, owner_rows)) * weights.view(-1, 1, 1, 1)
-        return self._blend(uncond_out.index_add(0, owner_rows, guidance))
+        denoised = self._blend(uncond_out.index_add(0, owner_rows, guidance))
+        if hooked:
+            denoised = self.hooks.cfg_after_cfg(denoised, self.sampling_step, self.total_steps)
+        return denoised
+
+    def _before_model(self, x, sigma, conds: list[Conditioning], unconds: list[Conditioning]):
+        """The cfg_denoiser hook: it sees this call's inputs and may replace x, sigma and image_cond."""
+        crossattn, pooled = self._stack(conds)
+        uncrossattn, unpooled = self._stack(unconds)
+        text_cond = crossattn if pooled is None else {"crossattn": crossattn, "vector": pooled}
+        text_uncond = uncrossattn if unpooled is None else {"crossattn": uncrossattn, "vector": unpooled}
+        call = DenoiserCall(x, self.image_cond, sigma, self.sampling_step, self.total_steps, text_cond, text_uncond)
+        self.hooks.cfg_denoiser(call)
+        return call.x, call.sigma, call.image_cond
 
     def _blend(self, denoised: torch.Tensor) -> torch.Tensor:
         if self.latent_mask is None:
@@ -165,7 +194,7 @@ class CFGDenoiser:
             self._stacked[key] = (crossattn, pooled)
         return self._stacked[key]
 
-    def _run(self, x, sigma, conds: list[Conditioning], images: list[int]) -> torch.Tensor:
+    def _run(self, x, sigma, conds: list[Conditioning], images: list[int], image_cond=None) -> torch.Tensor:
         """One UNet call: row r conditions image images[r] on conds[r]."""
         rows = self._device_tensor(tuple(images), x)
         x, sigma = x.index_select(0, rows), sigma.index_select(0, rows)
@@ -173,5 +202,5 @@ class CFGDenoiser:
         added = None
         if pooled is not None:
             added = {"text_embeds": pooled, "time_ids": self.time_ids.to(x.device).expand(len(conds), -1)}
-        image_cond = self.image_cond.index_select(0, rows) if self.image_cond is not None else None
+        image_cond = image_cond.index_select(0, rows) if image_cond is not None else None
         return self.denoiser(x, sigma, crossattn, added, image_cond)

@@ -26,6 +26,8 @@ from pathlib import Path
 
 from PIL import ExifTags, Image, PngImagePlugin
 
+from .hooks import GenerationHooks, ImageSave
+
 INFOTEXT_KEY = "parameters"  # PNG text chunk A1111 reads the infotext from
 MAX_FILENAME_PART_LENGTH = 128  # A1111's --filenames-max-length default
 DEFAULT_TIME_FORMAT = "%Y%m%d%H%M%S"
@@ -403,12 +405,14 @@ def save_image(
     jpeg_quality: int = JPEG_QUALITY,
     webp_lossless: bool = False,
     save_txt: bool = False,
+    hooks: GenerationHooks | None = None,
 ) -> Path:
     """Save `image` under the next free number in `directory` (created if needed); its path.
 
     The name is `NNNNN-<pattern>` (or `<basename>-NNNN-<pattern>` with a basename, for
     grids), then `suffix`, then the extension. An empty pattern gives just the number.
-    With `save_txt` the infotext also goes to a `.txt` file of the same name.
+    With `save_txt` the infotext also goes to a `.txt` file of the same name. `hooks` see the
+    image, its path and text chunks first and may change them (A1111's on_before_image_saved).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -420,6 +424,17 @@ def save_image(
 
     decoration = f"-{pattern}" if pattern else ""
     decoration = apply_filename_pattern(decoration, seed=seed, prompt=prompt, image=image, info=info) + suffix
+    number = next_sequence_number(directory, basename)
+    saving = None
+    if hooks is not None:
+        proposed = directory / f"{_fit_name(_counter(number, basename) + decoration, extension, directory)}.{extension}"
+        texts = {**(existing_pnginfo or {}), **({INFOTEXT_KEY: infotext} if infotext is not None else {})}
+        saving = ImageSave(image, str(proposed), texts)
+        hooks.before_image_saved(saving)
+        image, texts = saving.image, dict(saving.pnginfo)
+        infotext, existing_pnginfo = texts.pop(INFOTEXT_KEY, None), texts
+        if Path(saving.filename) != proposed:  # the hook chose the file: written there, as A1111 does
+            extension = Path(saving.filename).suffix.lstrip(".").lower() or extension
     data = encode_image(
         image,
         extension,
@@ -429,19 +444,42 @@ def save_image(
         webp_lossless=webp_lossless,
     )
 
-    number = next_sequence_number(directory, basename)
-    for _ in range(MAX_SEQUENCE_TRIES):
-        counter = f"{number:05}" if not basename else f"{basename}-{number:04}"
-        path = directory / f"{_fit_name(counter + decoration, extension, directory)}.{extension}"
-        if _write_new_file(path, data):
-            break
-        number += 1  # taken, by another job or an older file: try the next number
+    if saving is not None and Path(saving.filename) != proposed:
+        path = Path(saving.filename)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _replace_file(path, data)
     else:
-        raise FileExistsError(f"no free file name in {directory}")
+        for _ in range(MAX_SEQUENCE_TRIES):
+            path = directory / f"{_fit_name(_counter(number, basename) + decoration, extension, directory)}.{extension}"
+            if _write_new_file(path, data):
+                break
+            number += 1  # taken, by another job or an older file: try the next number
+        else:
+            raise FileExistsError(f"no free file name in {directory}")
 
     if save_txt and infotext is not None:
         path.with_suffix(".txt").write_text(infotext + "\n", encoding="utf8")
+    if saving is not None:
+        saving.filename = str(path)
+        hooks.image_saved(saving)
     return path
+
+
+def _counter(number: int, basename: str) -> str:
+    return f"{number:05}" if not basename else f"{basename}-{number:04}"
+
+
+def _replace_file(path: Path, data: bytes) -> None:
+    """Write `data` as `path` in one step (a temporary file renamed over it)."""
+    handle, temp_path = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as temp:
+            temp.write(data)
+        os.chmod(temp_path, 0o644)  # mkstemp makes it private
+        os.replace(temp_path, path)
+    except BaseException:
+        Path(temp_path).unlink(missing_ok=True)
+        raise
 
 
 def read_infotext(source: Path | str | Image.Image) -> str | None:

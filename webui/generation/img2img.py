@@ -22,12 +22,15 @@ from . import masks
 from .conditioning import EncodeOptions, PromptEncoder
 from .decoding import decode_latents, encode_pixels
 from .denoiser import JobControl, Skipped
+from .hooks import NO_HOOKS, Batch, GenerationHooks
 from .images import date_subfolder
 from .params import ParamsError, Txt2ImgParams
 from ..networks import LoraLibrary, activated_loras, prompt_networks
-from .processing import Processed, infotext_params, with_extra_params
+from .processing import (
+    Processed, entry, image_batches, image_extra_params, image_texts, infotext_params, with_extra_params,
+)
 from .prompt_conditioning import encode_prompts
-from .rng import ImageRNG, fix_seed, job_seeds
+from .rng import ImageRNG
 from .sampling import SamplerExtras, choose_sampler, img2img_steps, plan_sampling, run_pass, sdxl_time_ids
 
 RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill", "Just resize (latent upscale)")
@@ -154,18 +157,11 @@ def _to_tensor(images: list[Image.Image], device) -> torch.Tensor:
 
 def img2img(model: SDModel, p: Img2ImgParams, control: JobControl | None = None,
             outputs_root: Path = Path("outputs"), networks: LoraLibrary | None = None,
-            embeddings=None) -> Processed:
-    # `embeddings`: textual inversion (networks.embeddings.ModelEmbeddings for this model), or None.
-    # LoRA (webui/networks): as in txt2img, active from prompt encoding to the end of sampling.
-    with activated_loras(model, prompt_networks(p.prompt), networks) as active:
-        result = _img2img(model, p, control, outputs_root, active.infotext, embeddings)
-    result.warnings.extend(active.warnings)
-    return result
-
-
-def _img2img(model: SDModel, p: Img2ImgParams, control: JobControl | None, outputs_root: Path,
-             extra_params: dict, embeddings=None) -> Processed:
+            embeddings=None, hooks: GenerationHooks | None = None) -> Processed:
+    """`embeddings`: textual inversion (networks.embeddings.ModelEmbeddings for this model), or None.
+    LoRA (webui/networks) and `hooks` (extension scripts): as in txt2img."""
     p.validate()
+    hooks = hooks or NO_HOOKS
     control = control or JobControl()
     choice = choose_sampler(p.sampler_name, p.scheduler)
     started = time.perf_counter()
@@ -173,18 +169,11 @@ def _img2img(model: SDModel, p: Img2ImgParams, control: JobControl | None, outpu
     mask = load_image(p.mask, "mask") if p.mask is not None else None
     prepared = [prepare_init_image(image, mask, p) for image in sources]
 
-    seed, subseed = fix_seed(p.seed), fix_seed(p.subseed)
-    seeds, subseeds = job_seeds(seed, subseed, p.subseed_strength, p.batch_size * p.n_iter)
     settings = p.settings
     options = EncodeOptions(settings.emphasis, settings.clip_skip, settings.comma_padding_backtrack,
                             settings.sdxl_clip_l_skip)
-    encoder = PromptEncoder(model, embeddings)  # textual inversion: records the embeddings used
     # The prompt schedule is read on the full `steps` timeline, from its start, as A1111 does.
     schedule_steps = p.steps * choice.schedule_steps_factor
-    conds = encode_prompts(encoder, [p.prompt] * p.batch_size, schedule_steps, options=options,
-                           old_timelines=settings.use_old_scheduling)
-    unconds = encode_prompts(encoder, [p.negative_prompt] * p.batch_size, schedule_steps, negative=True,
-                             options=options, old_timelines=settings.use_old_scheduling)
     total_steps, t_enc = img2img_steps(p.steps, p.denoising_strength, p.img2img_fix_steps)
     plan = plan_sampling(model, choice, max(total_steps, 1))
     # The last t_enc + 2 sigmas: t_enc + 1 steps from part-way down the schedule.
@@ -192,29 +181,46 @@ def _img2img(model: SDModel, p: Img2ImgParams, control: JobControl | None, outpu
     outdir = p.outdir or date_subfolder(outputs_root, "img2img-images")
 
     result = Processed()
-    for batch in range(p.n_iter):
-        rows = range(batch * p.batch_size, (batch + 1) * p.batch_size)
-        batch_seeds, batch_subseeds = [seeds[i] for i in rows], [subseeds[i] for i in rows]
+    for batch in image_batches(p):
         inits = [prepared[i % len(prepared)] for i in range(p.batch_size)]
-        try:
-            latents = _sample_img2img(model, p, plan, sigmas, inits, conds, unconds, batch_seeds, batch_subseeds,
-                                      control)
-        except Skipped:
-            continue
-        for i, image in enumerate(decode_latents(model, latents, tiled=settings.tiled_vae_decode)):
-            if inits[i].overlay is not None:
-                image = masks.apply_overlay(image, inits[i].overlay, inits[i].paste_to)
-            index = rows[i]
-            params = with_extra_params(img2img_infotext_params(model, p, choice, seeds[index], subseeds[index]),
-                                       {**extra_params, **encoder.infotext_params()})  # + "TI hashes"
-            result.add(image, p, params, seeds[index], subseeds[index], outdir)
+        hooks.before_batch(batch)
+        tags = prompt_networks(batch.prompts[0])  # A1111 reads a batch's extra networks from its first prompt
+        with activated_loras(model, tags, networks) as active:
+            hooks.after_networks(batch, tags)
+            encoder = PromptEncoder(model, embeddings)  # textual inversion: records the embeddings used
+            conds = encode_prompts(encoder, batch.prompts, schedule_steps, options=options,
+                                   old_timelines=settings.use_old_scheduling)
+            unconds = encode_prompts(encoder, batch.negative_prompts, schedule_steps, negative=True,
+                                     options=options, old_timelines=settings.use_old_scheduling)
+            try:
+                latents = _sample_img2img(model, p, plan, sigmas, inits, conds, unconds, batch, control, hooks)
+            except Skipped:
+                result.warn(active.warnings)
+                continue
+            images = hooks.postprocess_batch(batch, decode_latents(model, hooks.post_sample(batch, latents),
+                                                                   tiled=settings.tiled_vae_decode))
+        result.warn(active.warnings)
+        extra_params = {**active.infotext, **encoder.infotext_params()}  # "Lora hashes", "TI hashes"
+        for i, image in enumerate(images):
+            image = hooks.postprocess_image(batch, i, image)
+            init = inits[min(i, len(inits) - 1)]
+            if init.overlay is not None:
+                image = masks.apply_overlay(image, init.overlay, init.paste_to)
+            image = hooks.after_composite(batch, i, image)
+            seed, subseed = entry(batch.seeds, i), entry(batch.subseeds, i)
+            texts = image_texts(batch, i)
+            params = with_extra_params(img2img_infotext_params(model, p, choice, seed, subseed, texts),
+                                       {**extra_params, **image_extra_params(p, batch, i, hooks)})
+            result.add(image, p, params, seed, subseed, outdir, prompt=texts[0], negative_prompt=texts[1],
+                       hooks=hooks)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _sample_img2img(model, p: Img2ImgParams, plan, sigmas, inits: list[InitImage], conds, unconds, seeds, subseeds,
-                    control) -> torch.Tensor:
+def _sample_img2img(model, p: Img2ImgParams, plan, sigmas, inits: list[InitImage], conds, unconds, batch: Batch,
+                    control, hooks: GenerationHooks) -> torch.Tensor:
     settings = p.settings
+    seeds, subseeds = batch.seeds, batch.subseeds
     factor = model.vae_scale_factor
     latent_h, latent_w = p.height // factor, p.width // factor
     init_latent = _per_image(inits, lambda init: _encode(model, _to_tensor([init.pixels], model.device),
@@ -241,6 +247,7 @@ def _sample_img2img(model, p: Img2ImgParams, plan, sigmas, inits: list[InitImage
     # In sigma space the start is init + noise * sigma for every sampler kind (for DDIM & co
     # this is A1111's sqrt(a) * init + sqrt(1 - a) * noise, divided by sqrt(a)).
     x = init_latent + noise.to(init_latent.dtype) * sigmas[0]
+    hooks.before_sampling(batch, x, noise, conds, unconds)
     image_cond = None
     if model.is_inpainting:
         image_cond = _per_image(inits, lambda init: inpainting_image_cond(model, init, latent_h, latent_w))
@@ -248,7 +255,8 @@ def _sample_img2img(model, p: Img2ImgParams, plan, sigmas, inits: list[InitImage
     return run_pass(model, plan, sigmas, x, conds, unconds, cfg_scale=p.cfg_scale, rng=rng, seeds=seeds,
                     settings=settings, extras=extras, control=control, image_cond=image_cond,
                     time_ids=sdxl_time_ids(model, p.width, p.height),
-                    init_latent=init_latent if latent_mask is not None else None, latent_mask=latent_mask)
+                    init_latent=init_latent if latent_mask is not None else None, latent_mask=latent_mask,
+                    hooks=hooks)
 
 
 def _per_image(inits: list[InitImage], make) -> torch.Tensor:
@@ -283,9 +291,10 @@ def inpainting_image_cond(model: SDModel, init: InitImage, latent_h: int, latent
     return torch.cat([small_mask, latents], dim=1).to(model.dtype)
 
 
-def img2img_infotext_params(model: SDModel, p: Img2ImgParams, choice, seed: int, subseed: int) -> dict:
+def img2img_infotext_params(model: SDModel, p: Img2ImgParams, choice, seed: int, subseed: int,
+                            texts: tuple[str, str, str, str] | None = None) -> dict:
     """txt2img's parameter line plus A1111's img2img and inpaint keys, written when they apply."""
-    params = dict(infotext_params(model, p, choice, seed, subseed))
+    params = dict(infotext_params(model, p, choice, seed, subseed, texts))
     params["Denoising strength"] = _number(p.denoising_strength)
     if model.is_inpainting:
         params["Conditional mask weight"] = INPAINTING_MASK_WEIGHT

@@ -69,6 +69,16 @@ class Txt2ImgParams:
     save_images: bool = True
     outdir: Path | None = None  # default: outputs/txt2img-images/<date>
     settings: GenerationSettings = field(default_factory=GenerationSettings)
+    # Per-image inputs (A1111's all_prompts, all_seeds, ...; scripts set them), batch_size * n_iter
+    # entries each. None: every image gets the prompt; seeds count up from `seed` as usual.
+    all_prompts: list[str] | None = None
+    all_negative_prompts: list[str] | None = None
+    all_seeds: list[int] | None = None
+    all_subseeds: list[int] | None = None
+    all_hr_prompts: list[str] | None = None  # None: hr_prompt, else the image's prompt
+    all_hr_negative_prompts: list[str] | None = None
+    # More infotext keys; a list value gives one entry per image of the call.
+    extra_generation_params: dict = field(default_factory=dict)
 
     def hires_size(self) -> tuple[int, int, int, int]:
         """(width, height) the second pass runs at, and the (width, height) it is cropped to.
@@ -116,6 +126,12 @@ class Txt2ImgParams:
                 width, height, _, _ = self.hires_size()
                 if not (64 <= width <= 8192 and 64 <= height <= 8192):
                     problems.append(f"the hires size {width}x{height} must be between 64 and 8192 on each side")
+        count = self.batch_size * self.n_iter
+        for name in ("all_prompts", "all_negative_prompts", "all_seeds", "all_subseeds", "all_hr_prompts",
+                     "all_hr_negative_prompts"):
+            values = getattr(self, name)
+            if values is not None and len(values) < count:
+                problems.append(f"{name} has {len(values)} entries; batch_size * n_iter = {count} are needed")
         if self.settings.clip_skip < 1:
             problems.append(f"clip skip must be 1 or more, not {self.settings.clip_skip}")
         if problems:

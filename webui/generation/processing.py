@@ -20,6 +20,7 @@ from . import infotext as infotext_format
 from .conditioning import EncodeOptions, PromptEncoder
 from .decoding import decode_latents, encode_pixels
 from .denoiser import JobControl, Skipped
+from .hooks import NO_HOOKS, Batch, GenerationHooks
 from .images import date_subfolder, save_image
 from .params import ParamsError, Txt2ImgParams
 from .prompt_conditioning import encode_prompts
@@ -47,116 +48,168 @@ class Processed:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)  # e.g. a LoRA that could not be used
 
-    def add(self, image: Image.Image, p: Txt2ImgParams, params: dict, seed: int, subseed: int, outdir: Path) -> None:
+    def add(self, image: Image.Image, p: Txt2ImgParams, params: dict, seed: int, subseed: int, outdir: Path, *,
+            prompt: str | None = None, negative_prompt: str | None = None,
+            hooks: GenerationHooks = NO_HOOKS) -> None:
         """Record one finished image; with saving on, it is on disk with its infotext first."""
-        text = infotext_format.create_infotext(p.prompt, p.negative_prompt, params)
+        prompt = p.prompt if prompt is None else prompt
+        negative_prompt = p.negative_prompt if negative_prompt is None else negative_prompt
+        text = infotext_format.create_infotext(prompt, negative_prompt, params)
         if p.save_images:
             self.paths.append(save_image(
-                image, outdir, seed=seed, prompt=p.prompt, infotext=text,
-                pattern=p.settings.samples_filename_pattern, extension=p.settings.samples_format,
+                image, outdir, seed=seed, prompt=prompt, infotext=text,
+                pattern=p.settings.samples_filename_pattern, extension=p.settings.samples_format, hooks=hooks,
             ))
         self.images.append(image)
         self.seeds.append(seed)
         self.subseeds.append(subseed)
-        self.prompts.append(p.prompt)
-        self.negative_prompts.append(p.negative_prompt)
+        self.prompts.append(prompt)
+        self.negative_prompts.append(negative_prompt)
         self.infotexts.append(text)
+
+    def warn(self, messages: list[str]) -> None:
+        self.warnings.extend(m for m in messages if m not in self.warnings)
+
+
+def image_batches(p: Txt2ImgParams) -> list[Batch]:
+    """The call's images batch by batch, with their prompts and seeds (the per-image lists when given)."""
+    count = p.batch_size * p.n_iter
+    if p.all_seeds is None or p.all_subseeds is None:
+        seeds, subseeds = job_seeds(fix_seed(p.seed), fix_seed(p.subseed), p.subseed_strength, count)
+    seeds = list(p.all_seeds) if p.all_seeds is not None else seeds
+    subseeds = list(p.all_subseeds) if p.all_subseeds is not None else subseeds
+    prompts = list(p.all_prompts) if p.all_prompts is not None else [p.prompt] * count
+    negatives = list(p.all_negative_prompts) if p.all_negative_prompts is not None else [p.negative_prompt] * count
+    hr_prompts = list(p.all_hr_prompts) if p.all_hr_prompts is not None else [p.hr_prompt or t for t in prompts]
+    hr_negatives = (list(p.all_hr_negative_prompts) if p.all_hr_negative_prompts is not None
+                    else [p.hr_negative_prompt or t for t in negatives])
+    size = p.batch_size
+    return [Batch(n, prompts[n * size:(n + 1) * size], negatives[n * size:(n + 1) * size],
+                  seeds[n * size:(n + 1) * size], subseeds[n * size:(n + 1) * size],
+                  hr_prompts[n * size:(n + 1) * size], hr_negatives[n * size:(n + 1) * size]) for n in range(p.n_iter)]
+
+
+def image_extra_params(p: Txt2ImgParams, batch: Batch, index: int, hooks: GenerationHooks) -> dict:
+    """The caller's extra infotext keys for one image (a list value holds one entry per image)."""
+    position = batch.index * p.batch_size + index
+    extra = {}
+    for key, value in p.extra_generation_params.items():
+        extra[key] = value[min(position, len(value) - 1)] if isinstance(value, list) and value else value
+    return {**extra, **hooks.extra_infotext(batch, index)}
+
+
+def entry(values: list, index: int):
+    """values[index], or the last one when a hook left fewer entries than images."""
+    return values[min(index, len(values) - 1)]
 
 
 def txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None = None,
             outputs_root: Path = Path("outputs"), networks: LoraLibrary | None = None,
-            embeddings=None) -> Processed:
-    # `embeddings`: textual inversion (networks.embeddings.ModelEmbeddings for this model), or None.
-    # LoRA (webui/networks): `<lora:...>` tags of the prompt are active from prompt encoding to the
-    # last sampling step and removed after; `networks` None means no LoRA folder.
-    with activated_loras(model, prompt_networks(p.prompt), networks) as active:
-        result = _txt2img(model, p, control, outputs_root, active.infotext, embeddings)
-    result.warnings.extend(active.warnings)
-    return result
-
-
-def _txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None, outputs_root: Path,
-             extra_params: dict, embeddings=None) -> Processed:
+            embeddings=None, hooks: GenerationHooks | None = None) -> Processed:
+    """`embeddings`: textual inversion (networks.embeddings.ModelEmbeddings for this model), or None.
+    LoRA (webui/networks): the `<lora:...>` tags of a batch's first prompt are active from prompt
+    encoding to the batch's last sampling step, as A1111 reads them; `networks` None: no LoRA folder.
+    `hooks`: what extension scripts do at each step (generation/hooks.py)."""
     p.validate()
+    hooks = hooks or NO_HOOKS
     control = control or JobControl()
     choice = choose_sampler(p.sampler_name, p.scheduler)
     started = time.perf_counter()
-    seed, subseed = fix_seed(p.seed), fix_seed(p.subseed)
-    count = p.batch_size * p.n_iter
-    seeds, subseeds = job_seeds(seed, subseed, p.subseed_strength, count)
     settings = p.settings
     options = EncodeOptions(settings.emphasis, settings.clip_skip, settings.comma_padding_backtrack, settings.sdxl_clip_l_skip)
-    encoder = PromptEncoder(model, embeddings)  # textual inversion: records the embeddings used
     schedule_steps = p.steps * choice.schedule_steps_factor
-    conds = encode_prompts(encoder, [p.prompt] * p.batch_size, schedule_steps, options=options,
-                           old_timelines=settings.use_old_scheduling)
-    unconds = encode_prompts(encoder, [p.negative_prompt] * p.batch_size, schedule_steps, negative=True,
-                             options=options, old_timelines=settings.use_old_scheduling)
     plan = plan_sampling(model, choice, p.steps)
-    hires = _plan_hires(model, p, choice, encoder, options) if p.enable_hr else None
+    hires = _plan_hires(p, choice) if p.enable_hr else None
     outdir = p.outdir or date_subfolder(outputs_root, "txt2img-images")
 
     result = Processed()
-    for batch in range(p.n_iter):
-        batch_seeds = seeds[batch * p.batch_size : (batch + 1) * p.batch_size]
-        batch_subseeds = subseeds[batch * p.batch_size : (batch + 1) * p.batch_size]
-        try:
-            latents = _sample_txt2img(model, p, plan, conds, unconds, batch_seeds, batch_subseeds, control)
-            if hires is not None:
-                latents = _hires_pass(model, p, hires, latents, batch_seeds, batch_subseeds, control)
-        except Skipped:
-            continue
-        for i, image in enumerate(decode_latents(model, latents, tiled=settings.tiled_vae_decode)):
-            index = batch * p.batch_size + i
-            params = with_extra_params(infotext_params(model, p, choice, seeds[index], subseeds[index]),
-                                       {**extra_params, **encoder.infotext_params()})  # + "TI hashes"
-            result.add(image, p, params, seeds[index], subseeds[index], outdir)
+    for batch in image_batches(p):
+        hooks.before_batch(batch)
+        tags = prompt_networks(batch.prompts[0])  # A1111 reads a batch's extra networks from its first prompt
+        with activated_loras(model, tags, networks) as active:
+            hooks.after_networks(batch, tags)
+            encoder = PromptEncoder(model, embeddings)  # textual inversion: records the embeddings used
+            conds = encode_prompts(encoder, batch.prompts, schedule_steps, options=options,
+                                   old_timelines=settings.use_old_scheduling)
+            unconds = encode_prompts(encoder, batch.negative_prompts, schedule_steps, negative=True,
+                                     options=options, old_timelines=settings.use_old_scheduling)
+            try:
+                latents = _sample_txt2img(model, p, plan, conds, unconds, batch, control, hooks)
+                if hires is not None:
+                    hooks.before_hires(batch)
+                    latents = _hires_pass(model, p, hires, latents, batch, control, encoder, options, hooks)
+            except Skipped:
+                result.warn(active.warnings)
+                continue
+            images = hooks.postprocess_batch(batch, decode_latents(model, hooks.post_sample(batch, latents),
+                                                                   tiled=settings.tiled_vae_decode))
+        result.warn(active.warnings)
+        extra_params = {**active.infotext, **encoder.infotext_params()}  # "Lora hashes", "TI hashes"
+        for i, image in enumerate(images):
+            image = hooks.after_composite(batch, i, hooks.postprocess_image(batch, i, image))
+            seed, subseed = entry(batch.seeds, i), entry(batch.subseeds, i)
+            texts = image_texts(batch, i)
+            params = with_extra_params(infotext_params(model, p, choice, seed, subseed, texts),
+                                       {**extra_params, **image_extra_params(p, batch, i, hooks)})
+            result.add(image, p, params, seed, subseed, outdir, prompt=texts[0], negative_prompt=texts[1],
+                       hooks=hooks)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _sample_txt2img(model, p: Txt2ImgParams, plan, conds, unconds, seeds, subseeds, control) -> torch.Tensor:
+def image_texts(batch: Batch, index: int) -> tuple[str, str, str, str]:
+    """(prompt, negative prompt, hires prompt, hires negative prompt) of one image of a batch."""
+    return (entry(batch.prompts, index), entry(batch.negative_prompts, index), entry(batch.hr_prompts, index),
+            entry(batch.hr_negative_prompts, index))
+
+
+def _sample_txt2img(model, p: Txt2ImgParams, plan, conds, unconds, batch: Batch, control,
+                    hooks: GenerationHooks) -> torch.Tensor:
     settings = p.settings
     factor = model.vae_scale_factor
     shape = (model.latent_channels, p.height // factor, p.width // factor)
-    rng = ImageRNG(shape, seeds, subseeds, p.subseed_strength, p.seed_resize_from_h, p.seed_resize_from_w,
-                   source=settings.randn_source, device=model.device,
+    rng = ImageRNG(shape, batch.seeds, batch.subseeds, p.subseed_strength, p.seed_resize_from_h,
+                   p.seed_resize_from_w, source=settings.randn_source, device=model.device,
                    eta_noise_seed_delta=settings.eta_noise_seed_delta if plan.sampler.uses_ensd else 0)
-    x = rng.first() * initial_noise_scale(plan.sampler, plan.sigmas)
+    noise = rng.first()
+    x = noise * initial_noise_scale(plan.sampler, plan.sigmas)
+    hooks.before_sampling(batch, x, noise, conds, unconds)
     image_cond = _inpaint_model_cond(model, x, p.width, p.height) if model.is_inpainting else None
     extras = SamplerExtras(p.eta, p.s_churn, p.s_tmin, p.s_tmax, p.s_noise)
-    return run_pass(model, plan, plan.sigmas, x, conds, unconds, cfg_scale=p.cfg_scale, rng=rng, seeds=seeds,
+    return run_pass(model, plan, plan.sigmas, x, conds, unconds, cfg_scale=p.cfg_scale, rng=rng, seeds=batch.seeds,
                     settings=settings, extras=extras, control=control, image_cond=image_cond,
-                    time_ids=sdxl_time_ids(model, p.width, p.height))
+                    time_ids=sdxl_time_ids(model, p.width, p.height), hooks=hooks)
 
 
 @dataclass(frozen=True)
 class _HiresPlan:
     choice: SamplerChoice
     steps: int  # the second pass runs exactly this many steps
-    conds: list
-    unconds: list
+    first: SamplerChoice  # the first pass's (prompt-editing steps count on from it)
 
 
-def _plan_hires(model: SDModel, p: Txt2ImgParams, first: SamplerChoice, encoder: PromptEncoder,
-                options: EncodeOptions) -> _HiresPlan:
-    """The second pass's sampler, steps and conditioning, prepared once per job."""
+def _plan_hires(p: Txt2ImgParams, first: SamplerChoice) -> _HiresPlan:
+    """The second pass's sampler and steps, checked once per call."""
     choice = hires_sampler(p, first)
     if p.hr_upscaler not in LATENT_UPSCALE_MODES:
         try:
             find_upscaler(p.hr_upscaler)
         except ValueError as error:
             raise ParamsError(str(error)) from None
-    steps = p.hr_second_pass_steps or p.steps
+    return _HiresPlan(choice, p.hr_second_pass_steps or p.steps, first)
+
+
+def _hires_conds(p: Txt2ImgParams, hires: _HiresPlan, batch: Batch, encoder: PromptEncoder,
+                 options: EncodeOptions) -> tuple[list, list]:
     # Prompt editing in the hires pass: integers count on from the first pass, fractions
     # 1..2 cover this pass (A1111's rules), in denoiser calls of each pass's sampler.
-    first_total, hires_total = p.steps * first.schedule_steps_factor, steps * choice.schedule_steps_factor
+    first_total = p.steps * hires.first.schedule_steps_factor
+    hires_total = hires.steps * hires.choice.schedule_steps_factor
     old = p.settings.use_old_scheduling
-    conds = encode_prompts(encoder, [p.hr_prompt or p.prompt] * p.batch_size, first_total, hires_total,
-                           options=options, old_timelines=old)
-    unconds = encode_prompts(encoder, [p.hr_negative_prompt or p.negative_prompt] * p.batch_size, first_total,
-                             hires_total, negative=True, options=options, old_timelines=old)
-    return _HiresPlan(choice, steps, conds, unconds)
+    conds = encode_prompts(encoder, batch.hr_prompts, first_total, hires_total, options=options, old_timelines=old)
+    unconds = encode_prompts(encoder, batch.hr_negative_prompts, first_total, hires_total, negative=True,
+                             options=options, old_timelines=old)
+    return conds, unconds
 
 
 def hires_sampler(p: Txt2ImgParams, first: SamplerChoice) -> SamplerChoice:
@@ -168,8 +221,9 @@ def hires_sampler(p: Txt2ImgParams, first: SamplerChoice) -> SamplerChoice:
     return choose_sampler(sampler or p.sampler_name, scheduler or p.scheduler)
 
 
-def _hires_pass(model: SDModel, p: Txt2ImgParams, hires: _HiresPlan, latents: torch.Tensor, seeds, subseeds,
-                control: JobControl) -> torch.Tensor:
+def _hires_pass(model: SDModel, p: Txt2ImgParams, hires: _HiresPlan, latents: torch.Tensor, batch: Batch,
+                control: JobControl, encoder: PromptEncoder, options: EncodeOptions,
+                hooks: GenerationHooks) -> torch.Tensor:
     """Upscale the first pass's latents and run img2img on them at the hires size."""
     width, height, target_width, target_height = p.hires_size()
     factor = model.vae_scale_factor
@@ -185,20 +239,23 @@ def _hires_pass(model: SDModel, p: Txt2ImgParams, hires: _HiresPlan, latents: to
                       crop_x // 2 : latents.shape[3] - (crop_x + 1) // 2]
     if p.denoising_strength == 0:
         return latents
+    conds, unconds = _hires_conds(p, hires, batch, encoder, options)
     schedule_steps, t_enc = img2img_steps(hires.steps, p.denoising_strength, exact_steps=True)
     plan = plan_sampling(model, hires.choice, schedule_steps)
     sigmas = plan.sigmas[schedule_steps - t_enc - 1 :]
     settings = p.settings
-    rng = ImageRNG(tuple(latents.shape[1:]), seeds, subseeds, p.subseed_strength, p.seed_resize_from_h,
+    rng = ImageRNG(tuple(latents.shape[1:]), batch.seeds, batch.subseeds, p.subseed_strength, p.seed_resize_from_h,
                    p.seed_resize_from_w, source=settings.randn_source, device=model.device,
                    eta_noise_seed_delta=settings.eta_noise_seed_delta if plan.sampler.uses_ensd else 0)
-    x = latents + rng.first() * sigmas[0]
+    noise = rng.first()
+    x = latents + noise * sigmas[0]
+    hooks.before_sampling(batch, x, noise, conds, unconds)
     height, width = latents.shape[2] * factor, latents.shape[3] * factor
     image_cond = _inpaint_model_cond(model, x, width, height) if model.is_inpainting else None
     extras = SamplerExtras(p.eta, p.s_churn, p.s_tmin, p.s_tmax, p.s_noise)
-    return run_pass(model, plan, sigmas, x, hires.conds, hires.unconds, cfg_scale=p.cfg_scale, rng=rng,
-                    seeds=seeds, settings=settings, extras=extras, control=control, image_cond=image_cond,
-                    time_ids=sdxl_time_ids(model, width, height))
+    return run_pass(model, plan, sigmas, x, conds, unconds, cfg_scale=p.cfg_scale, rng=rng,
+                    seeds=batch.seeds, settings=settings, extras=extras, control=control, image_cond=image_cond,
+                    time_ids=sdxl_time_ids(model, width, height), hooks=hooks)
 
 
 def _pixels(image: Image.Image) -> torch.Tensor:
@@ -215,10 +272,13 @@ def _inpaint_model_cond(model: SDModel, x: torch.Tensor, width: int, height: int
     return torch.cat([mask, latents], dim=1).to(model.dtype)
 
 
-def infotext_params(model: SDModel, p: Txt2ImgParams, choice: SamplerChoice, seed: int, subseed: int) -> dict:
-    """The parameter line of one image, with A1111's keys in A1111's order."""
+def infotext_params(model: SDModel, p: Txt2ImgParams, choice: SamplerChoice, seed: int, subseed: int,
+                    texts: tuple[str, str, str, str] | None = None) -> dict:
+    """The parameter line of one image, with A1111's keys in A1111's order. `texts`: the image's
+    (prompt, negative prompt, hires prompt, hires negative prompt) when they are not p's."""
     settings = p.settings
-    uses_emphasis = any(c in p.prompt + p.negative_prompt for c in "([")
+    texts = texts or (p.prompt, p.negative_prompt, p.hr_prompt or p.prompt, p.hr_negative_prompt or p.negative_prompt)
+    uses_emphasis = any(c in texts[0] + texts[1] for c in "([")
     params: dict[str, object] = {
         "Steps": p.steps,
         "Sampler": choice.sampler.name,
@@ -245,7 +305,7 @@ def infotext_params(model: SDModel, p: Txt2ImgParams, choice: SamplerChoice, see
         "Old prompt editing timelines": True if settings.use_old_scheduling else None,
     }
     if p.enable_hr:
-        params.update(hires_infotext_params(p, choice))
+        params.update(hires_infotext_params(p, choice, texts))
     params["Version"] = VERSION
     return params
 
@@ -261,9 +321,10 @@ def with_extra_params(params: dict, extra: dict) -> dict:
     return params
 
 
-def hires_infotext_params(p: Txt2ImgParams, first: SamplerChoice) -> dict:
+def hires_infotext_params(p: Txt2ImgParams, first: SamplerChoice, texts: tuple[str, str, str, str]) -> dict:
     """A1111's hires keys: only what differs from the first pass is written."""
     hires = hires_sampler(p, first)
+    prompt, negative_prompt, hr_prompt, hr_negative_prompt = texts
     resized = p.hr_resize_x or p.hr_resize_y
     return {
         "Hires upscale": None if resized else _plain_number(p.hr_scale),
@@ -272,10 +333,8 @@ def hires_infotext_params(p: Txt2ImgParams, first: SamplerChoice) -> dict:
         "Hires upscaler": p.hr_upscaler,
         "Hires sampler": hires.sampler.name if hires.sampler != first.sampler else None,
         "Hires schedule type": hires.scheduler_label if hires.scheduler_label != first.scheduler_label else None,
-        "Hires prompt": p.hr_prompt if p.hr_prompt and p.hr_prompt != p.prompt else None,
-        "Hires negative prompt": (
-            p.hr_negative_prompt if p.hr_negative_prompt and p.hr_negative_prompt != p.negative_prompt else None
-        ),
+        "Hires prompt": hr_prompt if hr_prompt and hr_prompt != prompt else None,
+        "Hires negative prompt": hr_negative_prompt if hr_negative_prompt and hr_negative_prompt != negative_prompt else None,
     }
 
 

@@ -14,6 +14,7 @@ import torch
 from ..models.model import SDModel
 from .decoding import latent_preview
 from .denoiser import CFGDenoiser, JobControl, ModelDenoiser
+from .hooks import NO_HOOKS, GenerationHooks
 from .params import GenerationSettings, ParamsError
 from .prompt_conditioning import PromptConditioning
 from .rng import ImageRNG
@@ -120,6 +121,7 @@ def run_pass(
     image_cond: torch.Tensor | None = None,
     init_latent: torch.Tensor | None = None,
     latent_mask: torch.Tensor | None = None,
+    hooks: GenerationHooks = NO_HOOKS,
 ) -> torch.Tensor:
     """Denoise `x` (already noised to sigmas[0]) along `sigmas`; returns the latents.
 
@@ -129,10 +131,12 @@ def run_pass(
     sampler = plan.sampler
     denoiser = CFGDenoiser(ModelDenoiser(model, plan.schedule), conds, unconds, cfg_scale * sampler.cfg_scale_multiplier,
                            time_ids=time_ids, image_cond=image_cond, control=control,
-                           init_latent=init_latent, latent_mask=latent_mask)
+                           init_latent=init_latent, latent_mask=latent_mask, hooks=hooks,
+                           total_steps=len(sigmas) - 1)
     kwargs = _sampler_kwargs(sampler, settings, extras, rng, x, sigmas, seeds, plan.schedule)
 
     def on_step(info: dict) -> None:
+        denoiser.sampling_step = info["i"] + 1  # the step the next denoiser call belongs to
         if control.on_step is not None:
             every = settings.live_preview_every
             step = info["i"] + 1

@@ -22,6 +22,17 @@ RANDOM_SEED_LABEL = "\U0001f3b2\ufe0f"  # dice: back to -1
 REUSE_SEED_LABEL = "\u267b\ufe0f"  # recycle: the last image's seed
 
 
+def demo_notice(state: SharedState) -> str:
+    """Say so while the only checkpoint is the built-in demo model, and where real ones go."""
+    checkpoints = state.models.checkpoints()
+    if not checkpoints or not all(info.builtin for info in checkpoints):
+        return ""
+    return (f"Using the small built-in demo model **{checkpoints[0].name}**: 128x128 pictures of simple "
+            "coloured shapes (try \"a large red circle on the left, blue background\"). For real pictures, "
+            f"put Stable Diffusion checkpoints (`.safetensors`) in `{state.models.models_dir}` and press "
+            "\U0001f504.")
+
+
 def checkpoint_row(state: SharedState, demo: gr.Blocks) -> gr.Dropdown:
     """The checkpoint dropdown with its refresh button. Choosing one only records the
     choice (`sd_model_checkpoint`); the queue loads it for the next job, so the page never waits."""
@@ -47,8 +58,9 @@ def checkpoint_row(state: SharedState, demo: gr.Blocks) -> gr.Dropdown:
         chosen = state.options["sd_model_checkpoint"]
         return gr.update(choices=titles, value=chosen if chosen in titles else (titles[0] if titles else None))
 
+    notice = gr.Markdown(demo_notice(state), elem_id="demo_model_notice")
     dropdown.input(choose, dropdown, None)  # user choices only, not the page-load update
-    refresh.click(refresh_list, dropdown, dropdown)
+    refresh.click(refresh_list, dropdown, dropdown).then(lambda: demo_notice(state), None, notice)
     demo.load(on_load, None, dropdown)
     vae_dropdown(state, demo)
     return dropdown
@@ -79,15 +91,24 @@ def vae_dropdown(state: SharedState, demo: gr.Blocks) -> gr.Dropdown:
 
 @dataclass
 class Controls:
-    """The components of one tab, by the A1111 parameter name each one fills."""
+    """The components of one tab, by the A1111 parameter name each one fills; and what pasting
+    infotext also reaches: scripts' `infotext_fields` and the on_infotext_pasted callbacks."""
 
     fields: dict[str, gr.components.Component] = field(default_factory=dict)
+    script_fields: list = field(default_factory=list)  # [(component, infotext key or fn(params))]
+    callbacks: object = None  # the CallbackRegistry, when extensions are loaded
+    # The chosen checkpoint's own defaults (the demo model's 128x128, 20 steps...): see ModelManager.
+    defaults: dict = field(default_factory=dict)
 
     def __getitem__(self, name: str) -> gr.components.Component:
         return self.fields[name]
 
     def inputs(self) -> set:
         return set(self.fields.values())
+
+    def paste_targets(self) -> list:
+        """Every component pasting infotext may set."""
+        return [*self.fields.values(), *(c for c, _ in self.script_fields if c not in self.fields.values())]
 
     def values(self, data: dict) -> dict:
         """Parameter name -> value from a handler's {component: value} dictionary."""
@@ -96,22 +117,22 @@ class Controls:
 
 def sampler_controls(controls: Controls, tab: str) -> None:
     with gr.Row():
-        controls.fields["sampler_name"] = gr.Dropdown(sampler_names(), value="DPM++ 2M", label="Sampling method",
+        controls.fields["sampler_name"] = gr.Dropdown(sampler_names(), value=controls.defaults.get("sampler_name", "DPM++ 2M"), label="Sampling method",
                                                       elem_id=f"{tab}_sampling")
         controls.fields["scheduler"] = gr.Dropdown(scheduler_labels(), value="Automatic", label="Schedule type",
                                                    elem_id=f"{tab}_scheduler")
-        controls.fields["steps"] = gr.Slider(1, 150, value=20, step=1, label="Sampling steps", elem_id=f"{tab}_steps")
+        controls.fields["steps"] = gr.Slider(1, 150, value=controls.defaults.get("steps", 20), step=1, label="Sampling steps", elem_id=f"{tab}_steps")
 
 
 def size_batch_cfg_controls(controls: Controls, tab: str) -> None:
     with gr.Row():
         with gr.Column(scale=4):
-            controls.fields["width"] = gr.Slider(64, 2048, value=512, step=8, label="Width", elem_id=f"{tab}_width")
-            controls.fields["height"] = gr.Slider(64, 2048, value=512, step=8, label="Height", elem_id=f"{tab}_height")
+            controls.fields["width"] = gr.Slider(64, 2048, value=controls.defaults.get("width", 512), step=8, label="Width", elem_id=f"{tab}_width")
+            controls.fields["height"] = gr.Slider(64, 2048, value=controls.defaults.get("height", 512), step=8, label="Height", elem_id=f"{tab}_height")
         with gr.Column(scale=1, min_width=120):
             controls.fields["n_iter"] = gr.Slider(1, 100, value=1, step=1, label="Batch count", elem_id=f"{tab}_batch_count")
             controls.fields["batch_size"] = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id=f"{tab}_batch_size")
-    controls.fields["cfg_scale"] = gr.Slider(1, 30, value=7.0, step=0.5, label="CFG Scale", elem_id=f"{tab}_cfg_scale")
+    controls.fields["cfg_scale"] = gr.Slider(1, 30, value=controls.defaults.get("cfg_scale", 7.0), step=0.5, label="CFG Scale", elem_id=f"{tab}_cfg_scale")
 
 
 def seed_controls(controls: Controls, tab: str, last_seeds: gr.State) -> None:
@@ -227,9 +248,10 @@ class Sessions:
     def owner(request: gr.Request | None) -> str:
         return (request.session_hash if request is not None else None) or "anonymous"
 
-    def submit(self, tab: str, kind: str, params, request: gr.Request | None):
+    def submit(self, tab: str, kind: str, params, request: gr.Request | None, script_args: list | None = None):
         owner = self.owner(request)
-        job = self.state.queue.submit(kind, params, owner, task_id=f"task({uuid.uuid4().hex[:15]})")
+        job = self.state.queue.submit(kind, params, owner, task_id=f"task({uuid.uuid4().hex[:15]})",
+                                      script_args=script_args)
         self._jobs[(owner, tab)] = job.id
         return job
 
@@ -305,6 +327,8 @@ PASTE_LABELS = {"Mask mode": "inpainting_mask_invert", "Masked content": "inpain
 def pasted_values(text: str, controls: Controls) -> dict:
     """{component: value} for every control of `controls` the infotext has a value for."""
     params = parse_infotext(text or "")
+    if controls.callbacks is not None:  # extensions may add or change values (A1111's on_infotext_pasted)
+        controls.callbacks.run("infotext_pasted", text or "", params)
     updates = {}
     for key, (name, convert) in PASTE_KEYS.items():
         if key in params and name in controls.fields:
@@ -318,4 +342,11 @@ def pasted_values(text: str, controls: Controls) -> dict:
     if "enable_hr" in controls.fields:  # as A1111: a hires key together with a denoising strength
         hires = any(params.get(key) for key in ("Hires upscale", "Hires upscaler", "Hires steps", "Hires resize-1"))
         updates[controls["enable_hr"]] = bool(hires and "Denoising strength" in params)
+    for component, key in controls.script_fields:
+        try:
+            value = key(params) if callable(key) else params.get(key)
+        except Exception:  # a script's converter failing costs only its own field
+            continue
+        if value is not None:
+            updates[component] = value
     return updates

@@ -13,6 +13,7 @@ from ..generation.params import ParamsError
 from ..state import SharedState
 from .common import (Controls, OutputPanel, Sessions, numeric_params, output_panel, pasted_values, sampler_controls,
                      seed_controls, size_batch_cfg_controls)
+from .scripts import paste_into, script_ui
 from .txt2img import GenerationTab, prompt_row, wire_generation
 
 MODES = (("img2img", "img2img"), ("Sketch", "sketch"), ("Inpaint", "inpaint"), ("Inpaint upload", "inpaint_upload"))
@@ -65,12 +66,12 @@ def mode_selected(index: int):
 
 
 def build(state: SharedState, sessions: Sessions) -> Img2ImgTab:
-    controls = Controls()
+    controls = Controls(defaults=state.models.generation_defaults())
     buttons = prompt_row(state, controls, "img2img")
     images: dict = {}
     mode = gr.State(0)
     with gr.Row():
-        with gr.Column(scale=1):
+        with gr.Column(scale=1, elem_id="img2img_settings"):
             with gr.Tabs(elem_id="mode_img2img") as mode_tabs:
                 tabs = []
                 with gr.Tab("img2img", id="img2img", elem_id="img2img_img2img_tab") as tab:
@@ -115,7 +116,9 @@ def build(state: SharedState, sessions: Sessions) -> Img2ImgTab:
                                                               elem_id="img2img_denoising_strength")
             seeds_holder = gr.State(())
             seed_controls(controls, "img2img", seeds_holder)
-        with gr.Column(scale=1):
+            scripts = script_ui(state, "img2img")  # after the core controls: scripts may look them up
+            paste_into(controls, state, scripts)
+        with gr.Column(scale=1, elem_id="img2img_results"):
             panel = output_panel("img2img", seeds_holder)
 
     for index, tab in enumerate(tabs):
@@ -131,7 +134,8 @@ def build(state: SharedState, sessions: Sessions) -> Img2ImgTab:
         values["inpaint_full_res"] = bool(values["inpaint_full_res"])
         return Img2ImgParams(**values, init_images=[image], mask=mask)
 
-    wire_generation(state, sessions, "img2img", "img2img", buttons, controls, panel, make_params, image_inputs)
+    wire_generation(state, sessions, "img2img", "img2img", buttons, controls, panel, make_params, image_inputs,
+                    scripts=scripts)
     return Img2ImgTab(controls, panel, mode, mode_tabs, images, inpaint_options)
 
 
@@ -140,7 +144,7 @@ def wire_send_to(source: GenerationTab, target: Img2ImgTab, tabs: gr.Tabs) -> No
     its parameters go to the img2img tab, in that mode."""
     panel: OutputPanel = source.panel
     outputs = [tabs, target.mode_tabs, target.mode, target.inpaint_options, target.images["img2img"],
-               target.images["inpaint"], *target.controls.fields.values()]
+               target.images["inpaint"], *target.controls.paste_targets()]
 
     def send(mode_id: str):
         def handler(result: dict, index: int):

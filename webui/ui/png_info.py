@@ -65,8 +65,8 @@ def wire_send_to(info: PngInfoTab, t2i, i2i, tabs: gr.Tabs) -> None:
                 return send_image(i2i, tabs, mode_id, image.copy(), text)
         return handler
 
-    info.send_txt2img.click(to_txt2img, info.infotext, [tabs, *t2i.controls.fields.values()])
+    info.send_txt2img.click(to_txt2img, info.infotext, [tabs, *t2i.controls.paste_targets()])
     outputs = [tabs, i2i.mode_tabs, i2i.mode, i2i.inpaint_options, i2i.images["img2img"], i2i.images["inpaint"],
-               *i2i.controls.fields.values()]
+               *i2i.controls.paste_targets()]
     info.send_img2img.click(to_img2img("img2img"), [info.image, info.infotext], outputs)
     info.send_inpaint.click(to_img2img("inpaint"), [info.image, info.infotext], outputs)

@@ -1,14 +1,26 @@
-"""The Settings tab: every option with A1111's label; "Apply settings" saves to config.json."""
+"""The Settings tab: every option with A1111's label; "Apply settings" saves to config.json.
+
+Below the built-in options come those extensions registered (on_ui_settings ->
+shared.opts.add_option, run before the page is built), one accordion per section, each with the extension's component and
+arguments (or one chosen by the default's type); they are saved the same way.
+"""
 
 from __future__ import annotations
 
 import html
+import logging
+import re
+from collections import defaultdict
 
 import gradio as gr
 
 from ..generation.conditioning import EMPHASIS_MODES
 from ..generation.rng import SOURCES
-from ..state import OPTION_DEFAULTS, OptionsError, SharedState
+from ..state import OptionsError, SharedState
+from . import gradio_compat
+from .ui_components import ToolButton
+
+log = logging.getLogger(__name__)
 
 # Option -> (A1111's label, component class, its arguments). The checkpoint is chosen at
 # the top of the page.
@@ -37,16 +49,76 @@ FIELDS = {
 }
 
 
-def typed(key: str, value):
+def typed(default, value):
     """A component's value in the option's type (sliders give floats)."""
-    kind = type(OPTION_DEFAULTS[key])
-    if kind is int and isinstance(value, float) and value.is_integer():
+    if type(default) is int and isinstance(value, float) and value.is_integer():
         return int(value)
     return value
 
 
 def current(state: SharedState, key: str):
     return lambda: state.options[key]
+
+
+def default_component(default):
+    """A1111's choice when an extension names no component: by the default's type."""
+    if isinstance(default, bool):
+        return gr.Checkbox, {}
+    if isinstance(default, (int, float)):
+        return gr.Number, {}
+    if isinstance(default, list):
+        return gr.Dropdown, {"choices": list(default), "multiselect": True, "allow_custom_value": True}
+    return gr.Textbox, {}
+
+
+def plain(text) -> str:
+    return re.sub(r"<[^>]+>", "", str(text or "")).strip()
+
+
+def extension_option(state: SharedState, key: str, info, locked: bool):
+    """The component of one extension setting (with a refresh button when it has `refresh`)."""
+    args = info.component_args() if callable(info.component_args) else dict(info.component_args or {})
+    component, defaults = (info.component, {}) if info.component is not None else default_component(info.default)
+    kwargs = {**defaults, "label": plain(info.label) or key, "value": current(state, key), "elem_id": f"setting_{key}",
+              **args}
+    note = plain(getattr(info, "comment_after", ""))
+    if note:
+        kwargs.setdefault("info", note)
+    if locked:
+        kwargs["interactive"] = False
+    with gradio_compat.extension_ui():  # Gradio 3 component arguments are the extension's
+        if not getattr(info, "refresh", None):
+            return component(**kwargs)
+        with gr.Row():
+            created = component(**kwargs)
+            refresh = ToolButton(value="\U0001f504", elem_id=f"refresh_{key}")
+
+    def refreshed():
+        info.refresh()
+        return gr.update(**info.component_args()) if callable(info.component_args) else gr.update()
+
+    refresh.click(refreshed, None, created)
+    return created
+
+
+def extension_options(state: SharedState, frozen: bool) -> dict:
+    """{key: component} for every extension setting, grouped in accordions by section."""
+    sections = defaultdict(list)
+    for key, info in state.options.registered().items():
+        section = tuple(info.section) if getattr(info, "section", None) else ("other", "Other")
+        sections[section].append((key, info))
+    components = {}
+    for (section_id, title), items in sections.items():
+        with gr.Accordion(plain(title) or str(section_id), open=True, elem_id=f"settings_{section_id}"):
+            for key, info in items:
+                try:
+                    component = extension_option(state, key, info, frozen)
+                except Exception:  # one extension's bad component must not take the page down
+                    log.exception("setting %s could not be shown", key)
+                    continue
+                if not getattr(info, "do_not_save", False):  # A1111's OptionHTML: text only
+                    components[key] = component
+    return components
 
 
 def build(state: SharedState) -> None:
@@ -61,17 +133,21 @@ def build(state: SharedState) -> None:
             # A callable value: each page load shows the current setting.
             components[key] = component(label=label, value=current(state, key), elem_id=f"setting_{key}",
                                         interactive=False if locked else None, **arguments)
+    components.update(extension_options(state, frozen))
+    labels = {key: FIELDS[key][0] if key in FIELDS else plain(state.options.registered()[key].label) or key
+              for key in components}
 
     def save(data: dict):
-        stored = state.options.as_dict()
-        changes = {key: typed(key, data[c]) for key, c in components.items() if typed(key, data[c]) != stored[key]}
+        stored, defaults = state.options.as_dict(), state.options.defaults()
+        changes = {key: typed(defaults.get(key), data[c]) for key, c in components.items()
+                   if typed(defaults.get(key), data[c]) != stored.get(key)}
         if not changes:
             return '<div class="settings-result">Nothing to apply.</div>'
         try:
             state.options.update(changes)
         except OptionsError as error:
             return f'<div class="error" style="color:#c0392b">{html.escape(str(error))}</div>'
-        names = ", ".join(FIELDS[key][0] for key in changes)
+        names = ", ".join(labels[key] for key in changes)
         return f'<div class="settings-result">{len(changes)} settings changed: {html.escape(names)}.</div>'
 
     apply.click(save, set(components.values()), result)

@@ -14,6 +14,7 @@ from ..styles import apply_styles, read_styles, save_style
 from .common import (Controls, OutputPanel, Sessions, error_html, numeric_params, output_panel, sampler_controls,
                      seed_controls, size_batch_cfg_controls)
 from .extra_networks import extra_networks
+from .scripts import ScriptUI, paste_into, script_ui
 
 SAME_SAMPLER = "Use same sampler"
 SAME_SCHEDULER = "Use same scheduler"
@@ -105,8 +106,10 @@ def txt2img_params(state: SharedState, values: dict) -> Txt2ImgParams:
 
 
 def wire_generation(state: SharedState, sessions: Sessions, tab: str, kind: str, buttons, controls: Controls,
-                    panel: OutputPanel, make_params, extra_inputs: set = frozenset()) -> None:
-    """Generate submits to the queue and follows the job; Interrupt and Skip reach this session's job."""
+                    panel: OutputPanel, make_params, extra_inputs: set = frozenset(),
+                    scripts: ScriptUI | None = None) -> None:
+    """Generate submits to the queue and follows the job; Interrupt and Skip reach this session's job.
+    The scripts' control values go with it as `script_args`, in the runner's order."""
     generate, interrupt, skip = buttons.generate, buttons.interrupt, buttons.skip
 
     def run(data: dict, request: gr.Request):
@@ -119,9 +122,10 @@ def wire_generation(state: SharedState, sessions: Sessions, tab: str, kind: str,
         except ParamsError as error:
             yield error_html(str(error)), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
             return
-        yield from sessions.follow(sessions.submit(tab, kind, params, request))
+        script_args = scripts.values(data) if scripts is not None else None
+        yield from sessions.follow(sessions.submit(tab, kind, params, request, script_args))
 
-    inputs = controls.inputs() | set(extra_inputs) | {buttons.styles}
+    inputs = controls.inputs() | set(extra_inputs) | {buttons.styles} | (scripts.components() if scripts else set())
     for trigger in (generate.click, controls["prompt"].submit):
         trigger(run, inputs, panel.outputs(), concurrency_limit=None, show_progress="hidden")
     def on_interrupt(request: gr.Request):
@@ -135,18 +139,20 @@ def wire_generation(state: SharedState, sessions: Sessions, tab: str, kind: str,
 
 
 def build(state: SharedState, sessions: Sessions) -> GenerationTab:
-    controls = Controls()
+    controls = Controls(defaults=state.models.generation_defaults())
     buttons = prompt_row(state, controls, "txt2img")
     extra_networks(state, controls["prompt"], "txt2img")
     with gr.Row():
-        with gr.Column(scale=1):
+        with gr.Column(scale=1, elem_id="txt2img_settings"):
             sampler_controls(controls, "txt2img")
             hires_controls(controls)
             size_batch_cfg_controls(controls, "txt2img")
             seeds_holder = gr.State(())
             seed_controls(controls, "txt2img", seeds_holder)
-        with gr.Column(scale=1):
+            scripts = script_ui(state, "txt2img")  # after the core controls: scripts may look them up
+            paste_into(controls, state, scripts)
+        with gr.Column(scale=1, elem_id="txt2img_results"):
             panel = output_panel("txt2img", seeds_holder)
     wire_generation(state, sessions, "txt2img", "txt2img", buttons, controls, panel,
-                    lambda state, data: txt2img_params(state, controls.values(data)))
+                    lambda state, data: txt2img_params(state, controls.values(data)), scripts=scripts)
     return GenerationTab(controls, panel)

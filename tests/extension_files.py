@@ -1,0 +1,93 @@
+"""Small A1111-format extensions written into temporary folders for the extension tests."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+GOOD_SCRIPT = '''\
+import helper_pkg  # a package in the extension's own folder (on sys.path while scripts load)
+from modules import script_callbacks, scripts, shared
+import gradio as gr
+
+BASEDIR = scripts.basedir()
+
+
+class GoodScript(scripts.Script):
+    def title(self):
+        return "Good script"
+
+    def show(self, is_img2img):
+        return scripts.AlwaysVisible
+
+    def ui(self, is_img2img):
+        return [gr.Textbox(label="Good extension text", elem_id="goodext_text")]
+
+
+def started(demo, app):
+    @app.get("/goodext/hello")
+    def hello():
+        return {"value": helper_pkg.VALUE, "flag": shared.cmd_opts.goodext_flag, "basedir": BASEDIR,
+                "has_demo": demo is not None}
+
+
+script_callbacks.on_app_started(started)
+'''
+
+PRELOAD = """\
+import os
+from modules.paths import models_path  # works before the flags are parsed (A1111's dreambooth does this)
+
+
+def preload(parser):
+    parser.add_argument("--goodext-flag", default="unset")
+    parser.add_argument("--goodext-dir", default=os.path.join(models_path, "goodext"))
+"""
+
+GOOD_JS = '''\
+onUiLoaded(function () {
+    document.body.dataset.goodext = "loaded";
+    document.body.dataset.goodextTab = get_uiCurrentTab().innerText.trim();
+    document.body.dataset.goodextHasPrompt = String(!!gradioApp().getElementById("txt2img_prompt"));
+    // Other tabs' elements are there too, as on A1111's page.
+    document.body.dataset.goodextOtherTabs = String(!!document.querySelector("#img2img_prompt textarea")
+        && !!document.querySelector("#img2maskimg") && !!document.querySelector("#pnginfo_image"));
+});
+onOptionsAvailable(function () { document.body.dataset.goodextFormat = opts.samples_format; });
+onUiTabChange(function () { document.body.dataset.goodextLastTab = get_uiCurrentTab().innerText.trim(); });
+'''
+
+
+def write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text, encoding="utf-8")
+    return root
+
+
+def good_extension(extensions: Path, name: str = "goodext") -> Path:
+    """Preload flag, a script with an always-on UI and an app_started route, JS, CSS; a git clone."""
+    path = write(extensions / name, {
+        "preload.py": PRELOAD,
+        "helper_pkg/__init__.py": 'VALUE = "from the extension folder"\n',
+        "scripts/good.py": GOOD_SCRIPT,
+        "javascript/good.js": GOOD_JS,
+        "style.css": "#goodext_text { outline: 7px solid rgb(1, 2, 3); }\n",
+    })
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], cwd=path, check=True)
+    subprocess.run([*git, "remote", "add", "origin", "https://example.com/goodext.git"], cwd=path, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=path, check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "first"], cwd=path, check=True)
+    return path
+
+
+def broken_extensions(extensions: Path) -> None:
+    """One with a syntax error (after a file that registered a callback), one raising on import."""
+    write(extensions / "broken-syntax", {
+        "scripts/a_fine.py": ("from modules import script_callbacks\n"
+                              "script_callbacks.on_app_started(lambda demo, app: setattr(app.state, 'broken', 1))\n"),
+        "scripts/b_bad.py": "def broken(:\n",
+        "javascript/broken.js": "document.body.dataset.broken = 'ran';\n",
+    })
+    write(extensions / "raises", {"scripts/r.py": "raise RuntimeError('boom at import')\n"})

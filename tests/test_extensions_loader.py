@@ -1,0 +1,203 @@
+"""The extension loader (webui/extensions/loader.py) on extensions written into temporary folders:
+discovery and enabled state, metadata.ini load order, preload.py flags, install.py, a broken
+extension that must not take the others down, and an app_started route and the page files over
+real HTTP."""
+
+import json
+import socket
+import threading
+import time
+from contextlib import contextmanager
+
+import httpx
+import pytest
+import uvicorn
+
+from extension_files import broken_extensions, good_extension, write
+from webui.app import create_app, load_flags
+from webui.extensions import loader
+from webui.extensions.metadata import ScriptFile, order_scripts, parse_names
+from webui.flags import parse_flags
+from webui.state import Options, SharedState
+
+
+def user_names(extensions):
+    return [ext.name for ext in extensions if not ext.builtin]
+
+
+def test_discovery_order_and_enabled_state(tmp_path):
+    extensions = tmp_path / "extensions"
+    for name in ("b-ext", "a-ext", ".hidden", "__pycache__"):
+        (extensions / name).mkdir(parents=True)
+    (extensions / "not-a-folder.txt").write_text("")
+    flags = parse_flags(["--data-dir", str(tmp_path)])
+    found = loader.discover(flags)
+    assert user_names(found) == ["a-ext", "b-ext"]
+    builtins = [ext for ext in found if ext.builtin]
+    assert builtins and found[:len(builtins)] == builtins  # built-in ones first
+
+    (tmp_path / "config.json").write_text(json.dumps({"disabled_extensions": ["a-ext"]}))
+    assert [(e.name, e.enabled) for e in loader.discover(flags) if not e.builtin] == [("a-ext", False), ("b-ext", True)]
+    state = SharedState(flags, Options(tmp_path / "config.json"), None)
+    state.options.update({"disable_all_extensions": "extra"})
+    assert all(e.enabled == e.builtin for e in loader.discover(state))
+    everything_off = parse_flags(["--data-dir", str(tmp_path), "--disable-all-extensions"])
+    assert not any(e.enabled for e in loader.discover(everything_off))
+
+
+def test_metadata_load_order_and_requirements(tmp_path):
+    root = tmp_path / "extensions"
+    write(root / "aaa", {"scripts/first.py": "", "scripts/second.py": "", "metadata.ini":
+                         "[scripts/first.py]\nAfter = zzz/last.py\n[scripts/second.py]\nBefore = mmm\n"})
+    write(root / "mmm", {"scripts/m.py": "", "metadata.ini": "[Extension]\nRequires = nothere | aaa, missing-ext\n"})
+    write(root / "zzz", {"scripts/last.py": "", "metadata.ini": "[scripts]\nRequires = gone/x.py\n"})
+    extensions = [ext for ext in loader.discover(parse_flags(["--data-dir", str(tmp_path)])) if not ext.builtin]
+    files = [ScriptFile(ext, path) for ext in extensions for path in ext.scripts]
+    assert [f.path.name for f in order_scripts(files)] == ["second.py", "m.py", "last.py", "first.py"]
+    assert extensions[2].warnings == ["last.py requires gone/x.py, which is not loaded"]
+    assert extensions[1].warnings == ["requires missing-ext, which is not installed or not enabled"]
+    assert parse_names("a, b | c  d") == [["a"], ["b", "c"], ["d"]]
+
+    # A cycle is reported; the files in it keep discovery order.
+    write(root / "zzz", {"metadata.ini": "[scripts/last.py]\nAfter = aaa/first.py\n"})
+    extensions[2] = loader.read_extension(root / "zzz", builtin=False)
+    files = [ScriptFile(ext, path) for ext in extensions for path in ext.scripts]
+    assert [f.path.name for f in order_scripts(files)] == ["second.py", "m.py", "first.py", "last.py"]
+    assert any("cycle" in warning for warning in extensions[0].warnings)
+
+
+INSTALL_PY = """\
+import launch
+from pathlib import Path
+assert not launch.is_installed("no_such_package_for_webui_tests")
+runs = Path("runs.txt")
+runs.write_text((runs.read_text() if runs.exists() else "") + "ran\\n")
+print("pretending to pip install no_such_package_for_webui_tests")
+"""
+
+
+def test_install_py_runs_once_per_change_and_failures_are_reported(tmp_path, capfd):
+    root = tmp_path / "extensions"
+    write(root / "needs-pkg", {"install.py": INSTALL_PY})
+    write(root / "fails", {"install.py": "raise SystemExit('no network here')\n", "scripts/ok.py": ""})
+    flags = parse_flags(["--data-dir", str(tmp_path)])
+    extensions = [ext for ext in loader.discover(flags) if not ext.builtin]
+    loader.run_installers(extensions, loader.stamp_file(flags))
+    assert "[needs-pkg] pretending to pip install" in capfd.readouterr().out  # the output is shown
+    assert (root / "needs-pkg" / "runs.txt").read_text() == "ran\n"
+    fails = extensions[0]
+    assert fails.install_error == "install.py failed (exit code 1): no network here"
+
+    loader.run_installers(loader.discover(flags), loader.stamp_file(flags))
+    assert (root / "needs-pkg" / "runs.txt").read_text() == "ran\n"  # not again: nothing changed
+    (root / "needs-pkg" / "install.py").write_text(INSTALL_PY + "# a new requirement\n")
+    loader.run_installers(loader.discover(flags), loader.stamp_file(flags))
+    assert (root / "needs-pkg" / "runs.txt").read_text() == "ran\nran\n"
+    loader.run_installers(loader.discover(flags))  # without stamps: every time, as A1111
+    assert (root / "needs-pkg" / "runs.txt").read_text() == "ran\nran\nran\n"
+
+
+@contextmanager
+def serving(app):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    while not uv.started:
+        time.sleep(0.05)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            yield client
+    finally:
+        uv.should_exit = True
+        thread.join(10)
+
+
+def start(data, *flags):
+    flags, extensions = load_flags(["--data-dir", str(data), "--use-cpu", "all", *flags])
+    state = SharedState.create(flags)
+    loader.start_extensions(state, extensions)
+    return state, create_app(state)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """A whole app (UI + API) with a good extension and two broken ones, over real HTTP."""
+    data = tmp_path_factory.mktemp("data")
+    good_extension(data / "extensions")
+    broken_extensions(data / "extensions")
+    state, app = start(data, "--api", "--goodext-flag", "yes")
+    with serving(app) as client:
+        yield client, state, app, data
+    state.queue.stop()
+
+
+def test_preload_flag_and_scripts_load_while_broken_extensions_are_disabled(server):
+    client, state, app, data = server
+    import modules.shared
+
+    assert state.flags.goodext_flag == "yes" and modules.shared.cmd_opts.goodext_flag == "yes"
+    assert modules.shared.cmd_opts.goodext_dir == str(data / "models" / "goodext")
+    by_name = {ext.name: ext for ext in state.extensions}
+    assert by_name["goodext"].active and by_name["goodext"].loaded and by_name["goodext"].error is None
+    assert "SyntaxError" in by_name["broken-syntax"].error and "b_bad.py" in by_name["broken-syntax"].error
+    assert by_name["raises"].error == "scripts/r.py: RuntimeError: boom at import"
+    assert not by_name["raises"].loaded
+    loaded = {entry.extension for entry in state.scripts.classes}
+    assert "goodext" in loaded and not loaded & {"broken-syntax", "raises"}
+    assert [s.title() for s in state.runners["txt2img"].alwayson_scripts if s.title() == "Good script"]
+    assert not hasattr(app.state, "broken")  # the broken extension's callback was dropped with it
+
+
+def test_app_started_route_and_page_files_over_http(server):
+    client, state, app, data = server
+    reply = client.get("/goodext/hello")  # added by the extension, not swallowed by the UI at "/"
+    assert reply.status_code == 200, reply.text
+    assert reply.json() == {"value": "from the extension folder", "flag": "yes",
+                            "basedir": str(data / "extensions" / "goodext"), "has_demo": True}
+
+    head = client.get("/config").json()["head"]
+    urls = [part.split('"')[0] for part in head.split('src="')[1:]] + [head.split('href="')[1].split('"')[0]]
+    assert "webui.js" in urls[0] and "good.js" in urls[1] and urls[-1].split("?")[0].endswith("style.css")
+    assert "broken.js" not in head  # a disabled extension's files are not in the page
+    assert "onUiLoaded" in client.get(urls[0].replace("&amp;", "&")).text
+    script = client.get(urls[1].replace("&amp;", "&"))
+    assert script.status_code == 200 and "goodext" in script.text and "javascript" in script.headers["content-type"]
+    assert "7px solid" in client.get(urls[-1].replace("&amp;", "&")).text
+    # Only those files: the extension's Python and the broken extension's script are not served.
+    for path in (data / "extensions" / "goodext" / "scripts" / "good.py",
+                 data / "extensions" / "broken-syntax" / "javascript" / "broken.js",
+                 data / "extensions" / "goodext" / "javascript" / ".." / "preload.py"):
+        assert client.get(f"/gradio_api/file={path}").status_code in (403, 404)
+
+    entries = client.get("/sdapi/v1/extensions").json()
+    assert [e for e in entries if e["name"] == "goodext"] == [{
+        "name": "goodext", "remote": "https://example.com/goodext.git", "branch": "main",
+        "commit_hash": by_commit(state), "version": by_commit(state)[:8],
+        "commit_date": entries[0]["commit_date"], "enabled": True}]
+
+
+def by_commit(state) -> str:
+    return next(ext.commit for ext in state.extensions if ext.name == "goodext")
+
+
+def test_page_files_need_the_ui_login(tmp_path):
+    good_extension(tmp_path / "extensions")
+    state, app = start(tmp_path, "--gradio-auth", "ann:secret")
+    script = tmp_path / "extensions" / "goodext" / "javascript" / "good.js"
+    with serving(app) as client:
+        assert client.get(f"/gradio_api/file={script}").status_code == 401
+        assert client.post("/login", data={"username": "ann", "password": "secret"}).status_code == 200
+        assert "goodext" in client.get(f"/gradio_api/file={script}").text
+    state.queue.stop()
+
+
+def test_app_started_without_the_ui(tmp_path):
+    good_extension(tmp_path / "extensions")
+    state, app = start(tmp_path, "--nowebui")
+    with serving(app) as client:
+        assert client.get("/goodext/hello").json()["has_demo"] is False  # A1111 passes demo=None too
+        assert client.get("/sdapi/v1/extensions").json()[0]["name"] == "goodext"
+    state.queue.stop()

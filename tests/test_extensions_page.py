@@ -1,0 +1,109 @@
+"""Extensions in headless Chromium: an extension's UI element, its CSS and its JS (through
+A1111's page API: onUiLoaded, gradioApp, get_uiCurrentTab, opts, onUiTabChange), and the
+Extensions tab listing it, installing another from a local git repository and disabling one."""
+
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)", allow_module_level=True)
+
+import uvicorn  # noqa: E402
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
+from extension_files import broken_extensions, good_extension, write  # noqa: E402
+from webui.app import create_app, load_flags  # noqa: E402
+from webui.extensions.loader import start_extensions  # noqa: E402
+from webui.state import SharedState  # noqa: E402
+
+TIMEOUT_MS = int(os.environ.get("UI_TEST_TIMEOUT_MS", "120000"))
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    data = tmp_path_factory.mktemp("data")
+    good_extension(data / "extensions")
+    broken_extensions(data / "extensions")
+    flags, extensions = load_flags(["--data-dir", str(data), "--use-cpu", "all"])
+    state = SharedState.create(flags)
+    start_extensions(state, extensions)
+    app = create_app(state)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not uv.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert uv.started, "the server did not start"
+    yield f"http://127.0.0.1:{port}/", state, data
+    uv.should_exit = True
+    thread.join(10)
+    state.queue.stop()
+
+
+def test_extension_ui_js_css_and_the_extensions_tab(server, tmp_path):
+    url, state, data = server
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(url)
+        page.locator("#txt2img_prompt textarea").wait_for()
+
+        body = page.locator("body")
+        expect(body).to_have_attribute("data-goodext", "loaded")  # onUiLoaded ran, after the UI was there
+        expect(body).to_have_attribute("data-goodext-has-prompt", "true")  # gradioApp().getElementById
+        expect(body).to_have_attribute("data-goodext-other-tabs", "true")  # every tab was built before onUiLoaded
+        expect(body).to_have_attribute("data-goodext-tab", "txt2img")  # get_uiCurrentTab()
+        expect(body).to_have_attribute("data-goodext-format", "png")  # window.opts, from the settings
+        assert page.evaluate("document.body.dataset.broken") is None  # a disabled extension's JS is not loaded
+
+        box = page.locator("#tab_txt2img #goodext_text")  # the always-on script's ui(), and the extension's style.css
+        expect(box).to_be_attached()
+        assert box.evaluate("el => getComputedStyle(el).outlineWidth") == "7px"
+
+        page.get_by_role("tab", name="Extensions").click()
+        expect(body).to_have_attribute("data-goodext-last-tab", "Extensions")  # onUiTabChange
+        table = page.locator("#extensions_table")
+        expect(table.locator("tr[data-extension=goodext]")).to_contain_text("https://example.com/goodext.git")
+        expect(table.locator("tr[data-extension=goodext]")).to_contain_text("running")
+        expect(table.locator("tr[data-extension=broken-syntax]")).to_contain_text("error, not loaded")
+        expect(table.locator("tr[data-extension=raises]")).to_contain_text("boom at import")
+
+        # Install another extension from a local git repository.
+        source = write(tmp_path / "newext", {"scripts/new.py": "", "install.py": "print('new ext installing')\n"})
+        for command in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "first"]):
+            subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *command], cwd=source,
+                           check=True)
+        page.get_by_role("tab", name="Install from URL").click()
+        page.locator("#extension_install_url textarea, #extension_install_url input").first.fill(str(source))
+        page.locator("#extension_install_button").click()
+        expect(page.locator("#extension_install_result")).to_contain_text("Installed newext", timeout=TIMEOUT_MS)
+        expect(page.locator("#extension_install_result")).to_contain_text("new ext installing")
+        assert (data / "extensions" / "newext" / "scripts" / "new.py").is_file()
+
+        # Disable the good extension and apply: saved in config.json (this server cannot restart itself).
+        page.get_by_role("tab", name="Installed").click()
+        expect(table.locator("tr[data-extension=newext]")).to_contain_text("loads after a restart")
+        page.locator("#extensions_enabled").get_by_label("goodext", exact=True).uncheck()
+        page.locator("#extensions_apply").click()
+        expect(page.locator("#extensions_message")).to_contain_text("Restart the WebUI to apply")
+        assert "goodext" in json.loads((data / "config.json").read_text())["disabled_extensions"]
+        expect(table.locator("tr[data-extension=goodext]")).to_contain_text("disabled; still running until a restart")
+        assert not errors, errors
+        browser.close()

@@ -1,0 +1,38 @@
+"""A1111's `modules` package for extensions, over our SharedState.
+
+Extensions `import modules.shared`, `modules.scripts`, ...: `install()` puts this folder on
+sys.path so the package `modules` (webui/compat/modules) is found, and `bind(state)` makes
+every one of its modules read and change that state. The modules hold no state of their own.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_FOLDER = str(Path(__file__).resolve().parent)
+_bound = None
+
+
+def install() -> None:
+    """Make `import modules.<name>` find our package (before extension scripts are loaded)."""
+    if _FOLDER not in sys.path:
+        sys.path.insert(0, _FOLDER)
+    from modules import script_callbacks, shared  # noqa: F401  (imported once, so an error shows here)
+
+
+def bind(state) -> None:
+    """Point `modules.*` at `state` (one SharedState per process serves extensions)."""
+    global _bound
+    _bound = state
+
+
+def state():
+    """The bound SharedState; extensions only run after `bind`."""
+    if _bound is None:
+        raise RuntimeError("webui.compat.bind(state) has not been called: no WebUI state for extensions")
+    return _bound
+
+
+def bound() -> bool:
+    return _bound is not None

@@ -1,0 +1,1 @@
+"""A1111's `modules` package, as extensions import it (see webui/compat/__init__.py)."""

@@ -1,0 +1,5 @@
+"""A1111's `modules.cmd_args`: the flag parser, for code that reads its defaults."""
+
+from webui.flags import build_parser
+
+parser = build_parser()

@@ -1,0 +1,17 @@
+"""A1111's `modules.extensions`: the installed extensions (our loader's Extension objects)."""
+
+from __future__ import annotations
+
+from webui import compat
+
+
+def __getattr__(name):
+    if name.startswith("__"):
+        raise AttributeError(name)
+    if name == "extensions":
+        return list(compat.state().extensions)
+    raise AttributeError(f"module 'modules.extensions' has no attribute {name!r}")
+
+
+def active() -> list:
+    return [ext for ext in compat.state().extensions if getattr(ext, "active", ext.enabled)]

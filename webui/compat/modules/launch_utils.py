@@ -1,0 +1,3 @@
+"""A1111's `modules.launch_utils`: the helpers install.py scripts use (see launch.py)."""
+
+from launch import args, commit_hash, git, git_tag, index_url, is_installed, python, repo_dir, run, run_pip  # noqa: F401

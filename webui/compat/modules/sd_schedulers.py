@@ -1,0 +1,6 @@
+"""A1111's `modules.sd_schedulers`: the "Schedule type" list."""
+
+from webui.generation.samplers import SCHEDULERS
+
+schedulers = list(SCHEDULERS)
+schedulers_map = {**{s.name: s for s in schedulers}, **{s.label: s for s in schedulers}}

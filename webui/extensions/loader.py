@@ -1,0 +1,311 @@
+"""Extensions on disk and bringing them up: discovery (the built-in ones shipped in
+webui/extensions/builtin/, then <data-dir>/extensions/, each sorted by folder name), their
+metadata.ini and git state, preload.py (flags), install.py, and importing scripts/*.py.
+
+Startup (webui/app.py main): discover -> run_preloads -> parse the flags -> run_installers ->
+SharedState -> start_extensions (load_scripts, runners) -> create_app (fires app_started).
+An extension whose preload.py or scripts fail is disabled and reported (`error`); the WebUI
+and the other extensions go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import site
+import subprocess
+import sys
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import git
+from .metadata import Metadata, ScriptFile, order_scripts
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILTIN_DIR = Path(__file__).resolve().parent / "builtin"
+DISABLE_ALL_CHOICES = ("none", "extra", "all")  # option disable_all_extensions: "extra" = only built-ins
+
+
+def extensions_dir(flags) -> Path:
+    """Where users' extensions live: <data-dir>/extensions, as in A1111."""
+    return Path(flags.data_dir) / "extensions"
+
+
+def stamp_file(flags) -> Path:
+    """Which install.py ran successfully, and against what (see run_installers)."""
+    return extensions_dir(flags) / ".installed.json"
+
+
+@dataclass
+class Extension:
+    name: str  # the folder name: what the option disabled_extensions lists
+    path: Path
+    builtin: bool
+    enabled: bool = True  # the user's choice (settings and flags)
+    remote: str | None = None
+    branch: str | None = None
+    commit: str | None = None
+    commit_date: int | None = None  # unix time
+    metadata: Metadata = field(default_factory=Metadata)
+    error: str | None = None  # why it is not running (preload.py or a script failed)
+    scripts: list[Path] = field(default_factory=list)
+    javascript: list[Path] = field(default_factory=list)  # .js and .mjs, sorted
+    stylesheet: Path | None = None
+    install_error: str | None = None  # install.py failed (the extension still loads)
+    install_output: str = ""  # the end of install.py's last output
+    warnings: list[str] = field(default_factory=list)  # problems that disable nothing
+    loaded: bool = False  # its scripts and page files are in use in this process
+
+    @property
+    def canonical_name(self) -> str:
+        return self.name.lower()  # A1111 lets the folder name win over metadata's Name
+
+    @property
+    def version(self) -> str:
+        return (self.commit or "")[:8]
+
+    @property
+    def active(self) -> bool:
+        return self.enabled and self.error is None
+
+
+def read_extension(path: Path, builtin: bool) -> Extension:
+    ext = Extension(name=path.name, path=path, builtin=builtin, metadata=Metadata(path / "metadata.ini"))
+    ext.scripts = sorted(p for p in (path / "scripts").glob("*.py") if p.is_file())
+    ext.javascript = sorted(p for p in (path / "javascript").glob("*") if p.suffix in (".js", ".mjs") and p.is_file())
+    ext.stylesheet = path / "style.css" if (path / "style.css").is_file() else None
+    if ext.metadata.error:
+        ext.warnings.append(ext.metadata.error)
+    info = git.read_info(path)
+    if info is not None:
+        ext.remote, ext.branch, ext.commit, ext.commit_date = info.remote, info.branch, info.commit, info.commit_date
+    return ext
+
+
+def discover(state) -> list[Extension]:
+    """Every extension folder, enabled or not. `state` is a SharedState, or just the flags
+    (at startup, before there is a state: settings are then read from config.json)."""
+    flags = getattr(state, "flags", state)
+    disabled, mode = _enable_settings(state, flags)
+    if flags.disable_all_extensions:
+        mode = "all"
+    elif flags.disable_extra_extensions and mode == "none":
+        mode = "extra"
+    found: list[Extension] = []
+    seen: dict[str, Extension] = {}
+    for builtin, folder in ((True, BUILTIN_DIR), (False, extensions_dir(flags))):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            if not path.is_dir() or path.name.startswith((".", "__")):
+                continue
+            ext = read_extension(path, builtin)
+            ext.enabled = not (mode == "all" or (mode == "extra" and not builtin) or ext.name in disabled)
+            if ext.canonical_name in seen:
+                ext.error = f"another extension has the same name: {seen[ext.canonical_name].path}"
+            seen.setdefault(ext.canonical_name, ext)
+            found.append(ext)
+    _check_requirements(found)
+    return found
+
+
+def _enable_settings(state, flags) -> tuple[set[str], str]:
+    options = getattr(state, "options", None)
+    if options is not None:
+        values = options.as_dict()
+    else:
+        settings = Path(flags.ui_settings_file) if flags.ui_settings_file else Path(flags.data_dir) / "config.json"
+        try:
+            values = json.loads(settings.read_text(encoding="utf-8")) if settings.is_file() else {}
+        except (OSError, ValueError):
+            values = {}  # the settings loader reports an unreadable file
+    mode = values.get("disable_all_extensions", "none")
+    return set(values.get("disabled_extensions") or ()), mode if mode in DISABLE_ALL_CHOICES else "none"
+
+
+def _check_requirements(extensions: list[Extension]) -> None:
+    """[Extension] Requires: a missing or disabled requirement is reported, not fatal."""
+    present = set()
+    for ext in extensions:
+        if ext.active:
+            present |= {ext.canonical_name, ext.metadata.name.lower()} - {""}
+    for ext in extensions:
+        for group in ext.metadata.requires:
+            if not present.intersection(group):
+                ext.warnings.append(f"requires {' or '.join(group)}, which is not installed or not enabled")
+
+
+def disable(ext: Extension, what: str, error: BaseException) -> None:
+    ext.error = f"{what}: {type(error).__name__}: {error}"
+    log.error("extension %s disabled: %s failed", ext.name, what, exc_info=error)
+
+
+def _import_file(path: Path, name: str):
+    """Import a file by path under a plain module name, not registered in sys.modules (A1111)."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# -- preload.py: flags, before the command line is parsed ----------------------------------------
+
+def run_preloads(extensions: list[Extension], parser, flags=None) -> None:
+    """`flags`: the early parse, which `modules.paths` and `shared.cmd_opts` show to preload.py
+    files (there is no SharedState yet)."""
+    for ext in extensions:
+        file = ext.path / "preload.py"
+        if not ext.active or not file.is_file():
+            continue
+        try:
+            _install_compat(flags, extensions)
+            preload = getattr(_import_file(file, "preload"), "preload", None)
+            if callable(preload):
+                preload(parser)
+        except (Exception, SystemExit) as error:  # argparse conflicts raise ArgumentError
+            disable(ext, "preload.py", error)
+
+
+def _install_compat(flags, extensions: list[Extension]) -> None:
+    from types import SimpleNamespace
+
+    from .. import compat
+
+    compat.install()
+    if flags is not None:  # until load_scripts binds the real state
+        compat.bind(SimpleNamespace(flags=flags, extensions=extensions))
+
+
+# -- install.py: once per change, in a subprocess -----------------------------------------------
+
+def run_installers(extensions: list[Extension], stamps: Path | None = None) -> None:
+    """Run each active extension's install.py, with the output shown as it comes.
+
+    With `stamps` (a JSON file), an install.py that succeeded is run again only when it, the
+    extension's requirements*.txt or the Python environment (its site-packages folders) changed;
+    without, every time, as A1111 does. A failure is logged and kept in `install_error`."""
+    done = _read_stamps(stamps)
+    environment = _environment()
+    succeeded = []
+    for ext in extensions:
+        if not ext.active or not (ext.path / "install.py").is_file():
+            continue
+        if stamps is not None and done.get(ext.name) == _install_key(ext, environment):
+            succeeded.append(ext)
+            continue
+        done.pop(ext.name, None)
+        if run_installer(ext):
+            succeeded.append(ext)
+    if stamps is not None:
+        environment = _environment()  # what the installers just installed changed it
+        done.update({ext.name: _install_key(ext, environment) for ext in succeeded})
+        try:
+            stamps.parent.mkdir(parents=True, exist_ok=True)
+            stamps.write_text(json.dumps(done, indent=1), encoding="utf-8")
+        except OSError as error:
+            log.warning("cannot record extension installs in %s: %s", stamps, error)
+
+
+def run_installer(ext: Extension) -> bool:
+    """`python install.py` in the extension's folder, with the project importable (`import launch`)."""
+    paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    print(f"Running install.py of extension {ext.name}", flush=True)
+    tail: deque[str] = deque(maxlen=200)
+    try:
+        process = subprocess.Popen([sys.executable, "install.py"], cwd=ext.path, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, errors="replace")
+        for line in process.stdout:
+            print(f"[{ext.name}] {line}", end="", flush=True)
+            tail.append(line)
+        code = process.wait()
+    except OSError as error:
+        code, tail = -1, deque([str(error)])
+    ext.install_output = "".join(tail)
+    if code != 0:
+        last = ext.install_output.strip().splitlines()[-1:] or [""]
+        ext.install_error = f"install.py failed (exit code {code}): {last[0]}"
+        log.error("extension %s: %s", ext.name, ext.install_error)
+        return False
+    ext.install_error = None
+    return True
+
+
+def _read_stamps(path: Path | None) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path is not None and path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _environment() -> str:
+    """Python and the state of its package folders: installing or removing a package changes
+    the folder's modification time."""
+    folders = [*site.getsitepackages(), site.getusersitepackages()]
+    times = [str(os.stat(folder).st_mtime_ns) for folder in folders if os.path.isdir(folder)]
+    return "|".join([sys.executable, *times])
+
+
+def _install_key(ext: Extension, environment: str) -> str:
+    digest = hashlib.sha256(environment.encode())
+    for file in [ext.path / "install.py", *sorted(ext.path.glob("requirements*.txt"))]:
+        digest.update(file.name.encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()
+
+
+# -- scripts/*.py: imported into a SharedState ---------------------------------------------------
+
+def load_scripts(state) -> None:
+    """Import the scripts of the active extensions into `state` (replacing what was loaded).
+
+    Every file is imported first; an extension with a file that fails is disabled as a whole
+    (its callbacks removed, none of its Script classes registered), then the rest are registered
+    in load order."""
+    from .. import compat
+    from .scripts import loading
+
+    compat.install()
+    compat.bind(state)
+    state.callbacks.run("script_unloaded")
+    state.callbacks.clear()
+    state.scripts.clear()
+    files = order_scripts([ScriptFile(ext, path) for ext in state.extensions if ext.active for path in ext.scripts])
+    imported = []
+    for file in files:
+        if file.extension.error:
+            continue
+        try:
+            with loading(file.path, file.extension.path):
+                imported.append((file, _import_file(file.path, file.path.stem)))
+        except (Exception, SystemExit) as error:
+            disable(file.extension, f"scripts/{file.path.name}", error)
+    for ext in state.extensions:
+        if ext.error:
+            for path in ext.scripts:
+                state.callbacks.remove_owner(path)
+    for file, module in imported:
+        if not file.extension.error:
+            state.scripts.add_module(module, file.path, file.extension.path, file.extension.name)
+    for ext in state.extensions:
+        ext.loaded = ext.active
+
+
+def start_extensions(state, extensions: list[Extension] | None = None) -> None:
+    """Load the extensions into `state` and build the per-tab script runners.
+
+    app.main passes the list it discovered before parsing flags; tests may pass nothing."""
+    from .scripts import ScriptRunner
+
+    state.extensions = discover(state) if extensions is None else extensions
+    load_scripts(state)
+    state.runners = {"txt2img": ScriptRunner(state.scripts, is_img2img=False),
+                     "img2img": ScriptRunner(state.scripts, is_img2img=True)}
+    for ext in state.extensions:  # failures were logged when they happened
+        for warning in ext.warnings:
+            log.warning("extension %s: %s", ext.name, warning)
