@@ -18,6 +18,9 @@ def install() -> None:
     """Make `import modules.<name>` find our package (before extension scripts are loaded)."""
     if _FOLDER not in sys.path:
         sys.path.insert(0, _FOLDER)
+    from webui.ui import gradio_compat
+
+    gradio_compat.install()  # Gradio 3 names (gr.Box, .update, .style) before any extension code runs
     from modules import script_callbacks, shared  # noqa: F401  (imported once, so an error shows here)
 
 

@@ -24,22 +24,18 @@ def as_bool(text: str) -> bool:
     raise ValueError(f"{text!r} is not true or false")
 
 
-def as_text(text: str) -> str:
-    return text
-
-
 def as_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
 # Option -> converter, as A1111's script accepts them.
 OPTIONS = {
-    "sd_model": as_text, "outpath_samples": as_text, "outpath_grids": as_text, "prompt_for_display": as_text,
-    "prompt": as_text, "negative_prompt": as_text, "styles": as_list, "seed": int, "subseed_strength": float,
+    "sd_model": str, "outpath_samples": str, "outpath_grids": str, "prompt_for_display": str,
+    "prompt": str, "negative_prompt": str, "styles": as_list, "seed": int, "subseed_strength": float,
     "subseed": int, "seed_resize_from_h": int, "seed_resize_from_w": int, "sampler_index": int,
-    "sampler_name": as_text, "batch_size": int, "n_iter": int, "steps": int, "cfg_scale": float, "width": int,
+    "sampler_name": str, "batch_size": int, "n_iter": int, "steps": int, "cfg_scale": float, "width": int,
     "height": int, "restore_faces": as_bool, "tiling": as_bool, "do_not_save_samples": as_bool,
-    "do_not_save_grid": as_bool, "scheduler": as_text, "denoising_strength": float,
+    "do_not_save_grid": as_bool, "scheduler": str, "denoising_strength": float,
 }
 
 
