@@ -52,6 +52,7 @@ def create_app(state: SharedState) -> FastAPI:
     if flags.api or flags.nowebui:
         register_api(app, state)
     if flags.nowebui:
+        state.callbacks.run("ui_settings")  # no Settings page, but extensions' options must still exist
         return _app_started(state, app)
     register_internal(app, state)
 
