@@ -29,7 +29,7 @@ from ..networks import LoraLibrary, activated_loras, prompt_networks
 from .processing import (
     Processed, entry, image_batches, image_extra_params, image_texts, infotext_params, with_extra_params,
 )
-from .prompt_conditioning import encode_prompts
+from .prompt_conditioning import encode_batch
 from .rng import ImageRNG
 from .sampling import SamplerExtras, choose_sampler, img2img_steps, plan_sampling, run_pass, sdxl_time_ids
 
@@ -188,10 +188,8 @@ def img2img(model: SDModel, p: Img2ImgParams, control: JobControl | None = None,
         with activated_loras(model, tags, networks) as active:
             hooks.after_networks(batch, tags)
             encoder = PromptEncoder(model, embeddings)  # textual inversion: records the embeddings used
-            conds = encode_prompts(encoder, batch.prompts, schedule_steps, options=options,
-                                   old_timelines=settings.use_old_scheduling)
-            unconds = encode_prompts(encoder, batch.negative_prompts, schedule_steps, negative=True,
-                                     options=options, old_timelines=settings.use_old_scheduling)
+            conds, unconds = encode_batch(encoder, batch.prompts, batch.negative_prompts, schedule_steps, options,
+                                          settings.use_old_scheduling)
             try:
                 latents = _sample_img2img(model, p, plan, sigmas, inits, conds, unconds, batch, control, hooks)
             except Skipped:

@@ -23,7 +23,7 @@ from .denoiser import JobControl, Skipped
 from .hooks import NO_HOOKS, Batch, GenerationHooks
 from .images import date_subfolder, save_image
 from .params import ParamsError, Txt2ImgParams
-from .prompt_conditioning import encode_prompts
+from .prompt_conditioning import encode_batch, encode_prompts
 from .rng import ImageRNG, fix_seed, job_seeds
 from .samplers import initial_noise_scale
 from .sampling import (
@@ -129,10 +129,8 @@ def txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None = None,
         with activated_loras(model, tags, networks) as active:
             hooks.after_networks(batch, tags)
             encoder = PromptEncoder(model, embeddings)  # textual inversion: records the embeddings used
-            conds = encode_prompts(encoder, batch.prompts, schedule_steps, options=options,
-                                   old_timelines=settings.use_old_scheduling)
-            unconds = encode_prompts(encoder, batch.negative_prompts, schedule_steps, negative=True,
-                                     options=options, old_timelines=settings.use_old_scheduling)
+            conds, unconds = encode_batch(encoder, batch.prompts, batch.negative_prompts, schedule_steps, options,
+                                          settings.use_old_scheduling)
             try:
                 latents = _sample_txt2img(model, p, plan, conds, unconds, batch, control, hooks)
                 if hires is not None:

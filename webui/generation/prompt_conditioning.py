@@ -77,3 +77,12 @@ def encode_prompts(
             parts.append(PartConditioning(part, parts_cache[texts]))
         results[prompt] = PromptConditioning(tuple(parts), schedule.extra_networks)
     return [results[prompt] for prompt in prompts]
+
+
+def encode_batch(encoder: PromptEncoder, prompts: list[str], negative_prompts: list[str], steps: int,
+                 options: EncodeOptions, old_timelines: bool) -> tuple:
+    """(conds, unconds) for one batch: its prompts and negative prompts over `steps` scheduled steps."""
+    conds = encode_prompts(encoder, prompts, steps, options=options, old_timelines=old_timelines)
+    unconds = encode_prompts(encoder, negative_prompts, steps, negative=True, options=options,
+                             old_timelines=old_timelines)
+    return conds, unconds
