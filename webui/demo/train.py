@@ -87,6 +87,13 @@ def _lr(step: int, total: int, peak: float, warmup: int = 100) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
+def _save(state: dict, path: Path) -> None:
+    """Write then rename, so a run stopped mid-save (or a reader) never sees half a checkpoint."""
+    partial = path.with_name(path.name + ".partial")
+    torch.save(state, partial)
+    partial.replace(path)
+
+
 def _log(message: str) -> None:
     print(time.strftime("%H:%M:%S"), message, flush=True)
 
@@ -133,7 +140,7 @@ def train_vae(work: Path, images: np.ndarray, steps: int, batch: int, seed: int)
         optimizer.step()
         step += 1
         if step % 50 == 0 or step == steps:
-            torch.save({"model": vae.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, state_path)
+            _save({"model": vae.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, state_path)
             _log(f"vae {step}/{steps} loss {loss.item():.4f} ({time.perf_counter() - started:.0f} s this run)")
     return vae.eval()
 
@@ -152,12 +159,13 @@ def encode_latents(work: Path, vae, images: np.ndarray) -> tuple[torch.Tensor, t
         stds.append(posterior.std)
     mean, std = torch.cat(means), torch.cat(stds)
     scale = float(1.0 / (mean + std * torch.randn_like(mean)).std())
-    torch.save({"mean": mean, "std": std, "scale": scale}, path)
+    _save({"mean": mean, "std": std, "scale": scale}, path)
     _log(f"latents: {tuple(mean.shape)}, scaling factor {scale:.4f}")
     return mean, std, scale
 
 
-def train_unet(work: Path, latents, captions: list[str], steps: int, batch: int, seed: int, lr: float):
+def train_unet(work: Path, latents, captions: list[str], steps: int, batch: int, seed: int, lr: float,
+               min_snr: float):
     mean, std, scale = latents
     unet, text_encoder = build_unet(), build_text_encoder()
     ema_unet, ema_text = build_unet().requires_grad_(False), build_text_encoder().requires_grad_(False)
@@ -191,7 +199,10 @@ def train_unet(work: Path, latents, captions: list[str], steps: int, batch: int,
         for group in optimizer.param_groups:
             group["lr"] = _lr(step, steps, lr, warmup=200)
         prediction = unet(noisy, t, text_encoder(tokens).last_hidden_state).sample
-        loss = F.mse_loss(prediction, noise)
+        # Min-SNR weighting (Hang et al. 2023): nearly clean steps stop dominating, so layout and colour learn sooner.
+        snr = a.view(-1) / (1 - a.view(-1))
+        weight = snr.clamp(max=min_snr) / snr if min_snr else torch.ones_like(snr)
+        loss = (F.mse_loss(prediction, noise, reduction="none").mean(dim=(1, 2, 3)) * weight).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -203,8 +214,8 @@ def train_unet(work: Path, latents, captions: list[str], steps: int, batch: int,
                 for e, p in zip(ema.parameters(), live.parameters()):
                     e.lerp_(p, 1 - decay)
         if step % 100 == 0 or step == steps:
-            torch.save({"unet": unet.state_dict(), "text": text_encoder.state_dict(), "ema_unet": ema_unet.state_dict(),
-                        "ema_text": ema_text.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, state_path)
+            _save({"unet": unet.state_dict(), "text": text_encoder.state_dict(), "ema_unet": ema_unet.state_dict(),
+                   "ema_text": ema_text.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, state_path)
             _log(f"unet {step}/{steps} loss {loss.item():.4f} ({time.perf_counter() - started:.0f} s this run)")
     return ema_unet.eval(), ema_text.eval()
 
@@ -241,6 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--unet-steps", type=int, default=3000)
     parser.add_argument("--unet-batch", type=int, default=32)
     parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--min-snr", type=float, default=5.0, help="min-SNR loss weighting gamma (0: plain MSE)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--export", type=Path, help="write the diffusers folder here when done")
     args = parser.parse_args(argv)
@@ -253,11 +265,12 @@ def main(argv: list[str] | None = None) -> None:
     images, captions = load_data(args.work, args.count, args.seed)
     vae = train_vae(args.work, images, args.vae_steps, args.vae_batch, args.seed)
     latents = encode_latents(args.work, vae, images)
-    unet, text_encoder = train_unet(args.work, latents, captions, args.unet_steps, args.unet_batch, args.seed, args.lr)
+    unet, text_encoder = train_unet(args.work, latents, captions, args.unet_steps, args.unet_batch, args.seed, args.lr,
+                                   args.min_snr)
     if args.export:
         device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
         card = {"scenes": args.count, "seed": args.seed, "vae_steps": args.vae_steps, "vae_batch": args.vae_batch,
-                "unet_steps": args.unet_steps, "unet_batch": args.unet_batch, "lr": args.lr, "device": device,
+                "unet_steps": args.unet_steps, "unet_batch": args.unet_batch, "lr": args.lr, "min_snr": args.min_snr, "device": device,
                 "threads": torch.get_num_threads()}
         export(args.export, vae, unet, text_encoder, latents[2], card)
         _log(f"exported to {args.export} ({time.perf_counter() - started:.0f} s this run)")
