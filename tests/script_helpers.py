@@ -27,7 +27,7 @@ class FakeModels:
 
 
 def make_state(tmp_path: Path, model=None) -> SharedState:
-    flags = argparse.Namespace(data_dir=tmp_path, ckpt=None)
+    flags = argparse.Namespace(data_dir=tmp_path, ckpt=None, disable_nan_check=False)
     return SharedState(flags, Options(tmp_path / "config.json"), FakeModels(model))
 
 

@@ -138,3 +138,14 @@ def test_sdxl_two_encoders_pooled_and_zero_negative():
     torch.testing.assert_close(cond.pooled, pooled)
     zeros = encoder.zeros_like_empty()
     assert zeros.crossattn.shape == (77, 64) and not zeros.crossattn.any() and not zeros.pooled.any()
+
+
+def test_original_emphasis_survives_a_zero_mean_hidden_state():
+    # An untrained encoder's final layer norm can give a mean of exactly 0: 0/0 must not turn into NaNs.
+    from webui.generation.conditioning import _apply_emphasis
+
+    hidden = torch.tensor([[[1.0, -1.0], [2.0, -2.0]]])
+    for multipliers in ([1.0, 1.0], [1.5, 1.0]):
+        out = _apply_emphasis(hidden, torch.tensor([multipliers]), torch.ones(1), "Original")
+        assert not torch.isnan(out).any()
+        assert torch.equal(out, hidden * torch.tensor(multipliers).view(1, 2, 1))

@@ -312,7 +312,7 @@ def test_only_masked_pastes_back_in_place(sd1, monkeypatch):
 
     # Make the model's output solid green: green must appear exactly under the mask.
     monkeypatch.setattr(img2img_module, "decode_latents",
-                        lambda model, latents, tiled=False: [Image.new("RGB", (64, 64), (0, 255, 0))] * len(latents))
+                        lambda model, latents, **_: [Image.new("RGB", (64, 64), (0, 255, 0))] * len(latents))
     result = img2img(sd1, p)
     out, original = as_array(result.images[0]), as_array(image)
     assert result.images[0].size == (128, 96)

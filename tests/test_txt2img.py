@@ -1,6 +1,7 @@
 """txt2img end to end on tiny random-weight models: every sampler, seeds, saving, infotext."""
 
 import numpy as np
+import torch
 import pytest
 
 from tiny_models import make_tiny_model
@@ -165,3 +166,18 @@ def test_hires_second_pass_reads_the_hires_timeline(sd1):
 def test_unknown_upscaler_is_refused(sd1):
     with pytest.raises(ParamsError, match="unknown upscaler"):
         txt2img(sd1, params(enable_hr=True, hr_upscaler="4x-Nope"))
+
+
+@pytest.mark.parametrize("part", ["UNet", "VAE"])
+def test_nans_fail_the_job_with_advice_unless_the_check_is_off(part):
+    from webui.generation.decoding import NansError
+    from webui.generation.params import GenerationSettings
+
+    model = make_tiny_model("sd1", seed=7)
+    layer = model.unet.conv_out if part == "UNet" else model.vae.decoder.conv_out
+    with torch.no_grad():
+        layer.bias[0] = float("nan")
+    with pytest.raises(NansError, match=f"The {part} produced NaNs.*--no-half"):
+        txt2img(model, params(steps=2))
+    kept = txt2img(model, params(steps=2, settings=GenerationSettings(nan_check=False)))
+    assert len(kept.images) == 1  # --disable-nan-check: the (broken) image is returned as before

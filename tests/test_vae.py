@@ -105,7 +105,8 @@ class OneModel:
 def test_job_uses_the_setting_and_the_per_request_override(tmp_path, model):
     (tmp_path / "models" / "VAE").mkdir(parents=True)
     write_vae(tmp_path / "models" / "VAE" / "fancy.safetensors", seed=11)
-    flags = argparse.Namespace(data_dir=tmp_path, models_dir=tmp_path / "models", ckpt=None)
+    flags = argparse.Namespace(data_dir=tmp_path, models_dir=tmp_path / "models", ckpt=None,
+                               disable_nan_check=False)
     state = SharedState(flags, Options(tmp_path / "config.json"), OneModel(model))
     queue = JobQueue(state)
     queue.start()

@@ -32,6 +32,7 @@ def _common_flags() -> argparse.ArgumentParser:
     model.add_argument("--precision", choices=["full", "autocast"], default="autocast")
     model.add_argument("--no-half", action="store_true", help="fp32 weights on the GPU")
     model.add_argument("--no-half-vae", action="store_true", help="fp32 VAE on the GPU")
+    model.add_argument("--disable-nan-check", action="store_true", help="keep images whose UNet or VAE output held NaNs")
 
     defaults = Txt2ImgParams()
     gen = common.add_argument_group("generation")
@@ -151,12 +152,14 @@ def _params(cls, args: argparse.Namespace, **given):
     settings = GenerationSettings(
         clip_skip=args.clip_skip, emphasis=args.emphasis, randn_source=args.randn_source,
         eta_noise_seed_delta=args.eta_noise_seed_delta, tiled_vae_decode=args.tiled_vae_decode,
+        nan_check=not args.disable_nan_check,
     )
     names = {f.name for f in fields(cls)} - {"settings", *given}
     return cls(**{k: v for k, v in vars(args).items() if k in names}, settings=settings, **given)
 
 
 def _generate(function, model, params, data_dir: str, lora_dir: str | None = None, embeddings=None) -> int:
+    from .generation.decoding import NansError
     from .networks import LoraLibrary
 
     data = Path(data_dir)
@@ -166,6 +169,9 @@ def _generate(function, model, params, data_dir: str, lora_dir: str | None = Non
     except ParamsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except NansError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     for path, text in zip(result.paths, result.infotexts):

@@ -58,6 +58,7 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     add("--precision", choices=["full", "autocast", "half"], default="autocast")
     add("--no-half", action="store_true", help="fp32 weights on the GPU")
     add("--no-half-vae", action="store_true", help="fp32 VAE on the GPU")
+    add("--disable-nan-check", action="store_true", help="keep (black) images whose UNet or VAE output held NaNs")
     for flag in ACCEPTED_WITHOUT_EFFECT:
         add(flag, action="store_true", help=argparse.SUPPRESS)
     return parser

@@ -194,7 +194,7 @@ class JobQueue:
         try:
             p = job.params
             if not job.keep_settings:
-                p.settings = self.state.options.generation_settings(job.overrides)
+                p.settings = self.state.generation_settings(job.overrides)
             p.validate()
             self._use_vae(job, model)
             self._run_batches(job, model, p, result)

@@ -172,8 +172,9 @@ class Options:
             json.dump({**self._unclaimed, **self._values}, handle, indent=4)
         os.replace(handle.name, self.path)
 
-    def generation_settings(self, overrides: dict[str, Any] | None = None) -> GenerationSettings:
-        """The settings a job generates with; `overrides` (one request's) win over the stored values."""
+    def generation_settings(self, overrides: dict[str, Any] | None = None, nan_check: bool = True) -> GenerationSettings:
+        """The settings a job generates with; `overrides` (one request's) win over the stored values.
+        `nan_check` comes from the command line (--disable-nan-check), not from the options."""
         values = {**self.as_dict(), **(overrides or {})}
         return GenerationSettings(
             clip_skip=values["CLIP_stop_at_last_layers"],
@@ -188,6 +189,7 @@ class Options:
             live_preview_every=values["show_progress_every_n_steps"] if values["live_previews_enable"] else 0,
             samples_filename_pattern=values["samples_filename_pattern"] or "[seed]",
             samples_format=values["samples_format"],
+            nan_check=nan_check,
         )
 
 
@@ -295,3 +297,7 @@ class SharedState:
         frozen = DIRECTORY_OPTIONS if flags.hide_ui_dir_config else ()
         options = Options(settings_file, frozen=flags.freeze_settings, frozen_keys=frozen)
         return cls(flags, options, ModelManager(flags, options))
+
+    def generation_settings(self, overrides: dict[str, Any] | None = None) -> GenerationSettings:
+        """What one job generates with: the options, a request's overrides, and the command line's NaN check."""
+        return self.options.generation_settings(overrides, nan_check=not self.flags.disable_nan_check)

@@ -254,7 +254,7 @@ def _process_images(p, sink: GenerationResult | None) -> Processed:
         runner.run_before_process(p)
     model = _model_for(context, p)
     if _known(p.override_settings):  # a script's settings for this call, over the job's
-        p.settings = context.state.options.generation_settings({**context.overrides, **_known(p.override_settings)})
+        p.settings = context.state.generation_settings({**context.overrides, **_known(p.override_settings)})
     fix_seed(p)
     p.setup_prompts()
     count = len(p.all_prompts)

@@ -270,4 +270,7 @@ def _apply_emphasis(hidden: torch.Tensor, multipliers: torch.Tensor, weights: to
     def batch_mean(z: torch.Tensor) -> torch.Tensor:
         return (z.float().mean(dim=(1, 2)) * weights).sum() / weights.sum()
 
-    return scaled * (batch_mean(hidden) / batch_mean(scaled)).to(hidden.dtype)
+    original, new = batch_mean(hidden), batch_mean(scaled)
+    # A mean of exactly zero (an untrained encoder's final layer norm) would make 0/0 = NaN: keep the scale.
+    ratio = torch.where(new == 0, torch.ones_like(new), original / new)
+    return scaled * ratio.to(hidden.dtype)

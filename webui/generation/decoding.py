@@ -22,8 +22,23 @@ def to_pil(pixels: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(np.ascontiguousarray(a)) for a in array]
 
 
+class NansError(RuntimeError):
+    """The UNet or the VAE produced NaNs: the image would be black, so the job fails and says why."""
+
+
+def check_for_nans(x: torch.Tensor, where: str) -> None:
+    if torch.isnan(x).any():
+        advice = "--no-half" if where == "UNet" else "--no-half-vae"
+        raise NansError(f"The {where} produced NaNs, so the image would be black: half precision is not enough "
+                        f"for this model on this device, or its weights are broken. Try {advice}; "
+                        "--disable-nan-check turns this check off.")
+
+
 @torch.inference_mode()
-def decode_latents(model: SDModel, latents: torch.Tensor, tiled: bool = False) -> list[Image.Image]:
+def decode_latents(model: SDModel, latents: torch.Tensor, tiled: bool = False,
+                   nan_check: bool = True) -> list[Image.Image]:
+    if nan_check:
+        check_for_nans(latents, "UNet")
     vae = model.vae
     scaled = (latents / vae.config.scaling_factor).to(vae.dtype)
     if tiled:
@@ -33,6 +48,8 @@ def decode_latents(model: SDModel, latents: torch.Tensor, tiled: bool = False) -
     finally:
         if tiled:
             vae.disable_tiling()
+    if nan_check:
+        check_for_nans(pixels, "VAE")
     return to_pil(pixels)
 
 

@@ -196,7 +196,8 @@ def img2img(model: SDModel, p: Img2ImgParams, control: JobControl | None = None,
                 result.warn(active.warnings)
                 continue
             images = hooks.postprocess_batch(batch, decode_latents(model, hooks.post_sample(batch, latents),
-                                                                   tiled=settings.tiled_vae_decode))
+                                                                   tiled=settings.tiled_vae_decode,
+                                                                   nan_check=settings.nan_check))
         result.warn(active.warnings)
         extra_params = {**active.infotext, **encoder.infotext_params()}  # "Lora hashes", "TI hashes"
         for i, image in enumerate(images):

@@ -27,6 +27,7 @@ class GenerationSettings:
     eta_ancestral: float = 1.0
     eta_ddim: float = 0.0
     tiled_vae_decode: bool = False
+    nan_check: bool = True  # fail a job whose UNet or VAE output holds NaNs (off: --disable-nan-check)
     live_preview_every: int = 0  # steps between previews; 0 = none
     samples_filename_pattern: str = "[seed]"
     samples_format: str = "png"

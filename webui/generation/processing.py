@@ -140,7 +140,8 @@ def txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None = None,
                 result.warn(active.warnings)
                 continue
             images = hooks.postprocess_batch(batch, decode_latents(model, hooks.post_sample(batch, latents),
-                                                                   tiled=settings.tiled_vae_decode))
+                                                                   tiled=settings.tiled_vae_decode,
+                                                                   nan_check=settings.nan_check))
         result.warn(active.warnings)
         extra_params = {**active.infotext, **encoder.infotext_params()}  # "Lora hashes", "TI hashes"
         for i, image in enumerate(images):
@@ -229,7 +230,7 @@ def _hires_pass(model: SDModel, p: Txt2ImgParams, hires: _HiresPlan, latents: to
         latents = upscale_latents(latents, p.hr_upscaler, height // factor, width // factor)
     else:
         upscaler = find_upscaler(p.hr_upscaler)
-        images = [upscaler.upscale(image, width, height) for image in decode_latents(model, latents)]
+        images = [upscaler.upscale(image, width, height) for image in decode_latents(model, latents, nan_check=p.settings.nan_check)]
         latents = encode_pixels(model, torch.stack([_pixels(image) for image in images]).to(model.device))
     # Two resize sides at another aspect ratio: crop the middle, as A1111 does.
     crop_x, crop_y = (width - target_width) // factor, (height - target_height) // factor
