@@ -4,17 +4,16 @@ import base64
 import io
 import json
 import os
-import socket
 import threading
 import time
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from PIL import Image
 
 from checkpoint_files import write_diffusers_folder
+from live_server import LiveServer
 from tiny_models import make_tiny_model
 from webui.api import register_api
 from webui.flags import parse_flags
@@ -28,24 +27,16 @@ class Server:
     def __init__(self, state: SharedState):
         app = FastAPI()
         register_api(app, state)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
         self.state = state
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.01)
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.live = LiveServer(app)
+        self.url = self.live.url
 
     def client(self, client_id="", auth=None) -> httpx.Client:
         headers = {"X-Client-Id": client_id} if client_id else {}
         return httpx.Client(base_url=self.url, headers=headers, auth=auth, timeout=60)
 
     def close(self):
-        self.server.should_exit = True
-        self.thread.join(10)
+        self.live.stop()
         self.state.queue.stop()
 
 

@@ -4,16 +4,13 @@ extension that must not take the others down, and an app_started route and the p
 real HTTP."""
 
 import json
-import socket
-import threading
-import time
 from contextlib import contextmanager
 
 import httpx
 import pytest
-import uvicorn
 
 from extension_files import broken_extensions, good_extension, write
+from live_server import LiveServer
 from webui.app import create_app, load_flags
 from webui.extensions import loader
 from webui.extensions.metadata import ScriptFile, order_scripts, parse_names
@@ -99,20 +96,8 @@ def test_install_py_runs_once_per_change_and_failures_are_reported(tmp_path, cap
 
 @contextmanager
 def serving(app):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    while not uv.started:
-        time.sleep(0.05)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            yield client
-    finally:
-        uv.should_exit = True
-        thread.join(10)
+    with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=60) as client:
+        yield client
 
 
 def start(data, *flags):

@@ -4,10 +4,7 @@ Extensions tab listing it, installing another from a local git repository and di
 
 import json
 import os
-import socket
 import subprocess
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -16,10 +13,10 @@ CHROMIUM = "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():
     pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)", allow_module_level=True)
 
-import uvicorn  # noqa: E402
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 from extension_files import broken_extensions, good_extension, write  # noqa: E402
+from live_server import LiveServer  # noqa: E402
 from webui.app import create_app, load_flags  # noqa: E402
 from webui.extensions.loader import start_extensions  # noqa: E402
 from webui.state import SharedState  # noqa: E402
@@ -37,19 +34,8 @@ def server(tmp_path_factory):
     state = SharedState.create(flags)
     start_extensions(state, extensions)
     app = create_app(state)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not uv.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert uv.started, "the server did not start"
-    yield f"http://127.0.0.1:{port}/", state, data
-    uv.should_exit = True
-    thread.join(10)
+    with LiveServer(app) as live:
+        yield f"{live.url}/", state, data
     state.queue.stop()
 
 

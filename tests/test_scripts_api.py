@@ -7,17 +7,14 @@ import base64
 import io
 import json
 import os
-import socket
-import threading
-import time
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from PIL import Image
 
 from checkpoint_files import write_diffusers_folder
+from live_server import LiveServer
 from script_helpers import load_extension, write_extension
 from tiny_models import make_tiny_model
 from webui.api import register_api
@@ -83,20 +80,12 @@ class Server:
     def __init__(self, state: SharedState):
         app = FastAPI()
         register_api(app, state)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
         self.state = state
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        while not self.server.started:
-            time.sleep(0.01)
-        self.url = f"http://127.0.0.1:{port}"
+        self.live = LiveServer(app)
+        self.url = self.live.url
 
     def close(self):
-        self.server.should_exit = True
-        self.thread.join(10)
+        self.live.stop()
         self.state.queue.stop()
 
 

@@ -5,8 +5,6 @@ on a tiny model, 64x64 and 2 steps."""
 import io
 import json
 import os
-import socket
-import threading
 import time
 from pathlib import Path
 
@@ -19,12 +17,12 @@ if not Path(CHROMIUM).exists():
 
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
-import uvicorn  # noqa: E402
 from fastapi import FastAPI  # noqa: E402
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
 from checkpoint_files import write_diffusers_folder  # noqa: E402
+from live_server import LiveServer  # noqa: E402
 from tiny_models import make_tiny_model  # noqa: E402
 from webui.flags import parse_flags  # noqa: E402
 from webui.generation.images import read_infotext  # noqa: E402
@@ -36,12 +34,6 @@ TIMEOUT_MS = int(os.environ.get("UI_TEST_TIMEOUT_MS", "120000"))
 expect.set_options(timeout=TIMEOUT_MS)  # a loaded machine can take more than the default 5 s
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -51,17 +43,8 @@ def server(tmp_path_factory):
     state.queue = JobQueue(state)
     state.queue.start()
     app = gr.mount_gradio_app(FastAPI(), build_ui(state), path="/")
-    port = free_port()
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not uv.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert uv.started, "the server did not start"
-    yield f"http://127.0.0.1:{port}/", state, data
-    uv.should_exit = True
-    thread.join(10)
+    with LiveServer(app) as live:
+        yield f"{live.url}/", state, data
     state.queue.stop()
 
 

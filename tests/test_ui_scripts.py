@@ -6,9 +6,6 @@ seeing the core widgets."""
 
 import json
 import os
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -17,11 +14,11 @@ CHROMIUM = "/usr/bin/chromium"
 if not Path(CHROMIUM).exists():
     pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)", allow_module_level=True)
 
-import uvicorn  # noqa: E402
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 from checkpoint_files import write_diffusers_folder  # noqa: E402
 from extension_files import write  # noqa: E402
+from live_server import LiveServer  # noqa: E402
 from tiny_models import make_tiny_model  # noqa: E402
 from webui.app import create_app, load_flags  # noqa: E402
 from webui.extensions.loader import start_extensions  # noqa: E402
@@ -125,19 +122,8 @@ def server(tmp_path_factory):
     state.queue.start()
     start_extensions(state, extensions)
     app = create_app(state)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not uv.started and time.time() < deadline:
-        time.sleep(0.05)
-    assert uv.started, "the server did not start"
-    yield f"http://127.0.0.1:{port}/", state, data
-    uv.should_exit = True
-    thread.join(10)
+    with LiveServer(app) as live:
+        yield f"{live.url}/", state, data
     state.queue.stop()
 
 
