@@ -85,13 +85,13 @@ SAMPLE_PROMPTS = (
 )
 
 
-def drawer(model, steps: int):
+def drawer(model, steps: int, cfg_scale: float = 5.0):
     """prompt, seed -> image, through the WebUI's own txt2img at the model's 128x128."""
     from webui.generation.params import Txt2ImgParams
     from webui.generation.processing import txt2img
 
     def draw(prompt: str, seed: int) -> Image.Image:
-        p = Txt2ImgParams(prompt=prompt, seed=seed, steps=steps, cfg_scale=5.0, width=128, height=128,
+        p = Txt2ImgParams(prompt=prompt, seed=seed, steps=steps, cfg_scale=cfg_scale, width=128, height=128,
                           sampler_name="DPM++ 2M", save_images=False)
         return txt2img(model, p).images[0]
     return draw
@@ -108,9 +108,9 @@ def sample_sheet(model, steps: int = 20, prompts=SAMPLE_PROMPTS, seeds=SEEDS) ->
                                  [[GridAnnotation(prompt)] for prompt in prompts])
 
 
-def evaluate(model, seeds=SEEDS, steps: int = 12) -> dict:
+def evaluate(model, seeds=SEEDS, steps: int = 12, cfg_scale: float = 5.0) -> dict:
     """Every score, averaged over `seeds`; see the module docstring."""
-    draw = drawer(model, steps)
+    draw = drawer(model, steps, cfg_scale)
     colour = {c: float(np.mean([foreground_share(draw(f"a {c} circle", s), c) for s in seeds])) for c in NAMES}
     shape_scores = {}
     for k, shape in enumerate(SHAPES):
@@ -148,15 +148,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=DEMO_MODEL, help="a diffusers folder (default: the demo model)")
     parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--cfg-scale", type=float, default=5.0)
     parser.add_argument("--samples", type=Path, help="also write a labelled sheet of sample prompts (20 steps) here")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     model = load_checkpoint(args.model)
     if args.samples:
         sample_sheet(model).save(args.samples)
-    scores = evaluate(model, steps=args.steps)
+    scores = evaluate(model, steps=args.steps, cfg_scale=args.cfg_scale)
     print(report(scores))
-    print(f"({time.perf_counter() - started:.0f} s, seeds {', '.join(map(str, SEEDS))}, {args.steps} steps DPM++ 2M)")
+    print(f"({time.perf_counter() - started:.0f} s; seeds {', '.join(map(str, SEEDS))}; {args.steps} steps of DPM++ 2M, "
+          f"CFG {args.cfg_scale:g}, 128x128)")
 
 
 if __name__ == "__main__":

@@ -119,7 +119,8 @@ def train_vae(work: Path, images: np.ndarray, steps: int, batch: int, seed: int)
     if state_path.exists():
         state = torch.load(state_path, weights_only=True)
         vae.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        if "optimizer" in state:
+            optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
     generator = torch.Generator().manual_seed(seed + step)
     started = time.perf_counter()
@@ -173,13 +174,16 @@ def train_unet(work: Path, latents, captions: list[str], steps: int, batch: int,
     ema_text.load_state_dict(text_encoder.state_dict())
     parameters = list(unet.parameters()) + list(text_encoder.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.01)
-    state_path, step = work / "unet.pt", 0
+    state_path, step, fresh_from = work / "unet.pt", 0, 0
     if state_path.exists():
         state = torch.load(state_path, weights_only=True)
         for module, key in ((unet, "unet"), (text_encoder, "text"), (ema_unet, "ema_unet"), (ema_text, "ema_text")):
             module.load_state_dict(state[key])
-        optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
+        if "optimizer" in state:
+            optimizer.load_state_dict(state["optimizer"])
+        else:  # seeded from an export: Adam's statistics start empty, so warm the learning rate up again
+            fresh_from = step
     ids = tokenize(captions)
     empty = tokenize([""])[0]
     alphas = scaled_linear_alphas_cumprod(SCHEDULER_CONFIG["num_train_timesteps"])
@@ -197,7 +201,7 @@ def train_unet(work: Path, latents, captions: list[str], steps: int, batch: int,
         a = alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * z + (1 - a).sqrt() * noise
         for group in optimizer.param_groups:
-            group["lr"] = _lr(step, steps, lr, warmup=200)
+            group["lr"] = _lr(step, steps, lr, warmup=200) * (min(1.0, (step - fresh_from + 1) / 200) if fresh_from else 1.0)
         prediction = unet(noisy, t, text_encoder(tokens).last_hidden_state).sample
         # Min-SNR weighting (Hang et al. 2023): nearly clean steps stop dominating, so layout and colour learn sooner.
         snr = a.view(-1) / (1 - a.view(-1))
@@ -218,6 +222,25 @@ def train_unet(work: Path, latents, captions: list[str], steps: int, batch: int,
                    "ema_text": ema_text.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, state_path)
             _log(f"unet {step}/{steps} loss {loss.item():.4f} ({time.perf_counter() - started:.0f} s this run)")
     return ema_unet.eval(), ema_text.eval()
+
+
+def seed_from_export(folder: Path, work: Path) -> None:
+    """Start `work` from an exported model (its EMA weights, fp16 widened to fp32), so training goes on from it
+    when the original checkpoints are gone; the step counts come from its training record."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    if (work / "vae.pt").exists() or (work / "unet.pt").exists():
+        _log(f"{work} already holds checkpoints: resuming them, not seeding from {folder}")
+        return
+    record = json.loads((folder / METADATA_FILE).read_text())["training"]
+    vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=torch.float32)
+    unet = UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=torch.float32)
+    text = CLIPTextModel.from_pretrained(folder / "text_encoder", torch_dtype=torch.float32)
+    _save({"model": vae.state_dict(), "step": record["vae_steps"]}, work / "vae.pt")
+    _save({"unet": unet.state_dict(), "text": text.state_dict(), "ema_unet": unet.state_dict(),
+           "ema_text": text.state_dict(), "step": record["unet_steps"]}, work / "unet.pt")
+    _log(f"seeded {work} from {folder}: autoencoder at step {record['vae_steps']}, UNet at {record['unet_steps']}")
 
 
 def export(folder: Path, vae, unet, text_encoder, scale: float, card: dict) -> None:
@@ -255,10 +278,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--min-snr", type=float, default=5.0, help="min-SNR loss weighting gamma (0: plain MSE)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--export", type=Path, help="write the diffusers folder here when done")
+    parser.add_argument("--init-from", type=Path, help="an exported model folder to go on training from (when --work holds no checkpoints yet)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
+    if args.init_from:
+        seed_from_export(args.init_from, args.work)
     random.seed(args.seed)
     torch.manual_seed(args.seed)
     started = time.perf_counter()
@@ -272,6 +298,8 @@ def main(argv: list[str] | None = None) -> None:
         card = {"scenes": args.count, "seed": args.seed, "vae_steps": args.vae_steps, "vae_batch": args.vae_batch,
                 "unet_steps": args.unet_steps, "unet_batch": args.unet_batch, "lr": args.lr, "min_snr": args.min_snr, "device": device,
                 "threads": torch.get_num_threads()}
+        if args.init_from:
+            card["continued_from"] = json.loads((args.init_from / METADATA_FILE).read_text())["training"]
         export(args.export, vae, unet, text_encoder, latents[2], card)
         _log(f"exported to {args.export} ({time.perf_counter() - started:.0f} s this run)")
 
