@@ -261,3 +261,34 @@ def test_api_auth(data_dir):
             assert anon.get("/internal/ping").status_code == 200
     finally:
         srv.close()
+
+
+def test_a_model_with_its_own_defaults_fills_the_fields_a_client_leaves_out(tmp_path):
+    # As the demo model does with its 128x128: here a tiny model that says 64x64, 3 steps, CFG 4.5, Euler a.
+    folder = tmp_path / "models" / "Stable-diffusion"
+    write_diffusers_folder(make_tiny_model("sd1"), folder / "plain")
+    write_diffusers_folder(make_tiny_model("sd1"), folder / "small")
+    defaults = {"width": 64, "height": 64, "steps": 3, "cfg_scale": 4.5, "sampler_name": "Euler a"}
+    (folder / "small" / "webui.json").write_text(json.dumps({"defaults": defaults}))
+    flags = parse_flags(["--data-dir", str(tmp_path), "--use-cpu", "all", "--precision", "full", "--ckpt", "small"])
+    srv = Server(SharedState.create(flags))
+    try:
+        with srv.client() as http:
+            def generate(payload):
+                r = http.post("/sdapi/v1/txt2img", json={"prompt": "x", "save_images": False, **payload})
+                assert r.status_code == 200, r.text
+                return decode(r.json()["images"][0]).size, json.loads(r.json()["info"])
+
+            size, info = generate({})
+            assert size == (64, 64) and info["steps"] == 3 and info["cfg_scale"] == 4.5
+            assert info["sampler_name"] == "Euler a"
+            size, info = generate({"width": 72, "height": 64, "steps": 2, "cfg_scale": 6, "sampler_index": "Euler"})
+            assert size == (72, 64) and info["steps"] == 2 and info["cfg_scale"] == 6
+            assert info["sampler_name"] == "Euler"
+            # The checkpoint override_settings picks is the one whose defaults count.
+            r = http.post("/sdapi/v1/txt2img", json={"prompt": "x", "save_images": False, "steps": 1,
+                                                     "override_settings": {"sd_model_checkpoint": "plain"}})
+            assert r.status_code == 200, r.text
+            assert decode(r.json()["images"][0]).size == (512, 512)
+    finally:
+        srv.close()

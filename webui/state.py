@@ -228,11 +228,11 @@ class ModelManager:
     def find(self, name: str | None) -> CheckpointInfo:
         return find_checkpoint(name or None, self.checkpoints())
 
-    def generation_defaults(self) -> dict[str, Any]:
-        """The chosen checkpoint's own defaults (width, height, steps, ...; our demo model has them), read
-        from its metadata without loading it; {} for ordinary checkpoints."""
+    def generation_defaults(self, name: str | None = None) -> dict[str, Any]:
+        """The own defaults (width, height, steps, ...; our demo model has them) of checkpoint `name`, or of the
+        chosen one, read from its metadata without loading it; {} for ordinary checkpoints."""
         try:
-            info = self.find(self.options["sd_model_checkpoint"] or self.flags.ckpt)
+            info = self.find(name or self.options["sd_model_checkpoint"] or self.flags.ckpt)
         except LookupError:
             return {}
         defaults = read_metadata(info.path).get("defaults", {}) if info.kind == "diffusers" else {}

@@ -29,13 +29,15 @@ _COMMON_FIELDS = ("prompt", "negative_prompt", "seed", "subseed", "subseed_stren
                   "seed_resize_from_w", "batch_size", "n_iter", "steps", "cfg_scale", "width", "height", "eta",
                   "enable_hr", "hr_scale", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y", "hr_prompt",
                   "hr_negative_prompt", "save_images")
+_MODEL_DEFAULT_FIELDS = ("width", "height", "steps", "cfg_scale", "sampler_name")
 _EXTRAS = ("s_churn", "s_tmin", "s_tmax", "s_noise")  # None: the sampler's own default
 _IMG2IMG_FIELDS = ("resize_mode", "image_cfg_scale", "mask_blur", "mask_blur_x", "mask_blur_y", "mask_round",
                    "inpainting_fill", "inpaint_full_res", "inpaint_full_res_padding", "inpainting_mask_invert")
 
 
-def build_params(state: SharedState, req: Txt2ImgRequest, kind: str):
-    """Typed parameters from an API request, checked as far as can be before queueing."""
+def build_params(state: SharedState, req: Txt2ImgRequest, kind: str, checkpoint: str | None = None):
+    """Typed parameters from an API request, checked as far as can be before queueing. `checkpoint`: the one
+    override_settings asks for, if any."""
     for name in _NOT_YET:
         if getattr(req, name, None):
             raise HTTPException(400, f"{name}: not supported by this WebUI yet")
@@ -47,6 +49,12 @@ def build_params(state: SharedState, req: Txt2ImgRequest, kind: str):
     values["hr_upscaler"] = req.hr_upscaler or "Latent"
     values["hr_sampler_name"] = req.hr_sampler_name or ""
     values["hr_scheduler"] = req.hr_scheduler or ""
+    # A checkpoint that carries its own defaults (the demo model's 128x128) fills the fields a client left out;
+    # ordinary checkpoints keep A1111's API defaults.
+    sent = req.model_fields_set
+    for name, value in state.models.generation_defaults(checkpoint).items():
+        if name in _MODEL_DEFAULT_FIELDS and name not in sent and not (name == "sampler_name" and "sampler_index" in sent):
+            values[name] = value
     if req.denoising_strength is not None:
         values["denoising_strength"] = req.denoising_strength
     if req.styles:
@@ -132,8 +140,8 @@ def script_args_for(state: SharedState, req: Txt2ImgRequest, kind: str) -> list 
 
 
 async def run_generation(state: SharedState, req: Txt2ImgRequest, kind: str, owner: str) -> dict:
-    p = build_params(state, req, kind)
     overrides = checked_override_settings(state, req)
+    p = build_params(state, req, kind, overrides.get("sd_model_checkpoint"))
     script_args = script_args_for(state, req, kind)
     try:
         job = state.queue.submit(kind, p, owner, req.force_task_id or None, override_settings=overrides,

@@ -1,7 +1,9 @@
 """Request and response bodies of /sdapi/v1, with A1111's field names and API defaults.
 
 The API defaults differ from the UI's on purpose (A1111 clients rely on them): 50 steps,
-and sampler "Euler" through the legacy `sampler_index` when `sampler_name` is empty.
+and sampler "Euler" through the legacy `sampler_index` when `sampler_name` is empty. A checkpoint that
+carries its own defaults (the built-in demo model's 128x128) fills the fields a request leaves out
+(api/generation.py).
 Unknown fields are ignored, as A1111 does, so clients that send more keep working.
 """
 
