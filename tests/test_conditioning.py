@@ -11,7 +11,14 @@ BOS, EOS, COMMA = 49406, 49407, 267
 
 @pytest.fixture(scope="module")
 def sd1():
-    return make_tiny_model("sd1")
+    model = make_tiny_model("sd1")
+    # Real CLIP features have a non-zero mean; a fresh final layer norm's are zero-mean to rounding, which
+    # would hide the mean that "Original" emphasis restores.
+    encoder = model.text_encoders[0]
+    norm = getattr(encoder, "text_model", encoder).final_layer_norm
+    with torch.no_grad():
+        norm.bias.copy_(torch.linspace(0.2, 0.8, norm.bias.numel()))
+    return model
 
 
 @pytest.fixture(scope="module")

@@ -6,13 +6,12 @@ CPU, at 128x128. The bounds were measured on the shipped model (see its model ca
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pytest
 from PIL import Image
 
-from webui.demo.shapes import COLOURS, Scene, render
+from webui.demo.evaluate import NAMES, colour_map, foreground_share, redness, shape_ious
+from webui.demo.shapes import Scene, render
 from webui.generation.img2img import Img2ImgParams, img2img
 from webui.generation.params import Txt2ImgParams
 from webui.generation.processing import txt2img
@@ -22,8 +21,6 @@ from webui.models.loading import load_checkpoint
 pytestmark = pytest.mark.skipif(demo_checkpoint() is None, reason="the demo model is not in models/demo")
 
 SEEDS = [11, 22, 33, 44]
-PALETTE = np.array(list(COLOURS.values()), dtype=np.float32)
-NAMES = list(COLOURS)
 
 
 @pytest.fixture(scope="module")
@@ -35,25 +32,6 @@ def generate(model, prompt: str, seed: int, **fields) -> Image.Image:
     p = Txt2ImgParams(prompt=prompt, seed=seed, steps=12, cfg_scale=5.0, width=128, height=128,
                       sampler_name="DPM++ 2M", save_images=False, **fields)
     return txt2img(model, p).images[0]
-
-
-def colour_map(image: Image.Image) -> np.ndarray:
-    """Index of the nearest named colour for every pixel."""
-    pixels = np.asarray(image.convert("RGB"), dtype=np.float32).reshape(-1, 1, 3)
-    return np.argmin(((pixels - PALETTE[None]) ** 2).sum(-1), axis=1)
-
-
-def foreground_share(image: Image.Image, colour: str) -> float:
-    """Of the pixels that are not the background (the most common colour), the share nearest `colour`."""
-    classes = colour_map(image)
-    background = np.bincount(classes, minlength=len(NAMES)).argmax()
-    foreground = classes[classes != background]
-    return float((foreground == NAMES.index(colour)).mean()) if foreground.size else 0.0
-
-
-def redness(image: Image.Image) -> float:
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
-    return float((rgb[..., 0] - (rgb[..., 1] + rgb[..., 2]) / 2).mean())
 
 
 def test_demo_is_offered_when_there_is_no_checkpoint(tmp_path):
@@ -79,23 +57,32 @@ def circle_shares(model):
     return {c: {o: float(np.mean([foreground_share(im, o) for im in images[c]])) for o in colours} for c in colours}
 
 
-@pytest.mark.parametrize("colour", ["red", "blue", "yellow"])
-def test_a_colour_word_gives_that_colour_more_than_any_other_word(circle_shares, colour):
-    # Measured on the shipped model: red 0.14 (vs <= 0.001 for the other words), blue 0.57 (vs <= 0),
-    # yellow 0.38 (vs <= 0.24). Green is not tested: "yellow" draws as much green as "green" does.
+@pytest.mark.parametrize("colour", ["red", "blue", "green", "yellow"])
+def test_a_colour_word_gives_mostly_that_colour(circle_shares, colour):
+    # Measured on the shipped model: red 0.53 (the rest is mostly orange-red), blue 0.66, green 0.73, yellow 0.72;
+    # no other of the four words gives more than a few percent of it.
     own = circle_shares[colour][colour]
     others = [shares[colour] for word, shares in circle_shares.items() if word != colour]
-    assert own > max(others) + 0.1, circle_shares
+    assert own > 0.4 and own > max(others) + 0.3, circle_shares
 
 
-def test_a_blue_circle_is_mostly_blue(circle_shares):
-    assert circle_shares["blue"]["blue"] > 0.5, circle_shares
+@pytest.mark.parametrize("shape", ["square", "triangle", "star", "diamond"])
+def test_a_shape_word_draws_that_shape(model, shape):
+    # Measured: every seed's drawing fits its own outline best (IoU 0.80 to 0.94); circles are tested by colour.
+    recognised = []
+    for seed in SEEDS:
+        ious = shape_ious(generate(model, f"a large blue {shape} in the center, white background", seed), "large")
+        recognised.append(max(ious, key=ious.get) == shape)
+    assert sum(recognised) >= 3, recognised
 
 
 def test_emphasis_shifts_the_colour(model):
-    strong = [redness(generate(model, "a (red:1.5) circle, white background", seed)) for seed in SEEDS]
-    weak = [redness(generate(model, "a (red:0.6) circle, white background", seed)) for seed in SEEDS]
-    assert np.mean(strong) - np.mean(weak) > 0.05, (strong, weak)  # measured: 0.100 vs -0.034
+    # The trained text encoder repeats the colour in the tokens after it, so weights near 1 barely move
+    # this model (measured redness: 0.6 -> +0.179, 1.5 -> +0.183); 0 and 3 do, on every seed.
+    strong = [redness(generate(model, "a (red:3) circle, white background", seed)) for seed in SEEDS]
+    weak = [redness(generate(model, "a (red:0) circle, white background", seed)) for seed in SEEDS]
+    assert np.mean(strong) - np.mean(weak) > 0.05, (strong, weak)  # measured: +0.304 vs +0.177
+    assert all(s > w for s, w in zip(strong, weak)), (strong, weak)
 
 
 def test_prompt_editing_differs_from_both_prompts(model):
@@ -103,7 +90,7 @@ def test_prompt_editing_differs_from_both_prompts(model):
         edited = np.asarray(generate(model, "a [red:blue:0.5] square", seed), dtype=np.float32)
         for plain in ("a red square", "a blue square"):
             other = np.asarray(generate(model, plain, seed), dtype=np.float32)
-            assert np.abs(edited - other).mean() > 3.0, plain
+            assert np.abs(edited - other).mean() > 6.0, plain  # measured: 12.8 at the least
 
 
 def test_inpaint_turns_the_masked_region_green(model):
@@ -120,7 +107,7 @@ def test_inpaint_turns_the_masked_region_green(model):
         shares.append(float((region == NAMES.index("green")).mean()))
         outside = np.asarray(out, dtype=np.float32)[:, 80:], np.asarray(init, dtype=np.float32)[:, 80:]
         assert np.abs(outside[0] - outside[1]).mean() < 4.0  # the circle is kept
-    assert np.mean(shares) > 0.3, shares
+    assert np.mean(shares) > 0.4, shares  # measured: 0.83 and 0.49
 
 
 def test_img2img_at_low_strength_keeps_the_composition(model):
@@ -130,4 +117,16 @@ def test_img2img_at_low_strength_keeps_the_composition(model):
     out = img2img(model, p).images[0]
     a = np.asarray(init.convert("L"), dtype=np.float32).ravel()
     b = np.asarray(out.convert("L"), dtype=np.float32).ravel()
-    assert np.corrcoef(a, b)[0, 1] > 0.9
+    assert np.corrcoef(a, b)[0, 1] > 0.9  # measured: 0.943
+
+
+def test_the_evaluation_script_reports_every_score(model):
+    from webui.demo.evaluate import evaluate, report
+    from webui.demo.shapes import COLOURS, POSITIONS, SHAPES
+
+    scores = evaluate(model, seeds=(11,), steps=4)
+    assert set(scores["colour"]) == set(COLOURS) and set(scores["shape"]) == set(SHAPES)
+    assert set(scores["position_error"]) == set(POSITIONS)
+    assert all(0 <= share <= 1 for share in scores["colour"].values())
+    text = report(scores)
+    assert all(f"  {name}" in text for name in (*COLOURS, *SHAPES, *POSITIONS))

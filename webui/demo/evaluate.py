@@ -124,7 +124,7 @@ def evaluate(model, seeds=SEEDS, steps: int = 12, cfg_scale: float = 5.0) -> dic
         target = np.array(POSITIONS[where])
         position[where] = float(np.mean([np.abs(np.array(c) - target).max() for c in centres]))
     emphasis = {w: float(np.mean([redness(draw(f"a (red:{w}) circle, white background", s)) for s in seeds]))
-                for w in ("1.5", "0.6")}
+                for w in ("0", "0.6", "1", "1.5", "3")}
     return {"colour": colour, "shape": shape_scores, "position_error": position, "redness": emphasis}
 
 
