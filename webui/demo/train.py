@@ -1,15 +1,16 @@
 """Train the built-in demo model on the shapes data set, and export it as a diffusers folder.
 
-    python -m webui.demo.train --work train-demo --vae-steps 800 --unet-steps 4000 \
-        --export models/demo/shapes-demo
+    python -m webui.demo.train --work train-demo --vae-steps 1100 --unet-steps 9500 \
+        --export models/demo/shapes-demo [--init-from models/demo/shapes-demo]
 
 The model is an SD 1.x-family latent diffusion model in miniature (AutoencoderKL with factor 8
 and 4 latent channels, UNet2DConditionModel with cross attention, CLIPTextModel read through the
 bundled CLIP tokenizer), so the WebUI runs it through exactly the code a real checkpoint takes.
 Two stages, one script: the autoencoder first, then the UNet and the text encoder together on
 the autoencoder's latents (encoded once, sampled from their distribution every step). Each
-stage saves to `--work` as it goes and a rerun resumes from there; the exported weights are the
-exponential moving average of the UNet and text encoder.
+stage saves to `--work` as it goes and a rerun resumes from there (or, with `--init-from`, an empty
+`--work` starts from an exported model); the exported weights are the exponential moving average of
+the UNet and text encoder.
 """
 
 from __future__ import annotations
