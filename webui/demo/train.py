@@ -82,10 +82,12 @@ def _pixels(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
-def _lr(step: int, total: int, peak: float, warmup: int = 100) -> float:
+def _lr(step: int, total: int, peak: float, warmup: int = 100, restarted_at: int | None = None) -> float:
+    """Linear warmup, then cosine decay to 0 at `total`; a fresh optimizer at `restarted_at` warms up again."""
     if step < warmup:
         return peak * (step + 1) / warmup
-    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+    again = 1.0 if restarted_at is None else min(1.0, (step - restarted_at + 1) / warmup)
+    return again * peak * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
 def _save(state: dict, path: Path) -> None:
@@ -175,7 +177,7 @@ def train_unet(work: Path, latents, captions: list[str], steps: int, batch: int,
     ema_text.load_state_dict(text_encoder.state_dict())
     parameters = list(unet.parameters()) + list(text_encoder.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=lr, weight_decay=0.01)
-    state_path, step, fresh_from = work / "unet.pt", 0, 0
+    state_path, step, restarted_at = work / "unet.pt", 0, None
     if state_path.exists():
         state = torch.load(state_path, weights_only=True)
         for module, key in ((unet, "unet"), (text_encoder, "text"), (ema_unet, "ema_unet"), (ema_text, "ema_text")):
@@ -184,7 +186,7 @@ def train_unet(work: Path, latents, captions: list[str], steps: int, batch: int,
         if "optimizer" in state:
             optimizer.load_state_dict(state["optimizer"])
         else:  # seeded from an export: Adam's statistics start empty, so warm the learning rate up again
-            fresh_from = step
+            restarted_at = step
     ids = tokenize(captions)
     empty = tokenize([""])[0]
     alphas = scaled_linear_alphas_cumprod(SCHEDULER_CONFIG["num_train_timesteps"])
@@ -202,7 +204,7 @@ def train_unet(work: Path, latents, captions: list[str], steps: int, batch: int,
         a = alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * z + (1 - a).sqrt() * noise
         for group in optimizer.param_groups:
-            group["lr"] = _lr(step, steps, lr, warmup=200) * (min(1.0, (step - fresh_from + 1) / 200) if fresh_from else 1.0)
+            group["lr"] = _lr(step, steps, lr, warmup=200, restarted_at=restarted_at)
         prediction = unet(noisy, t, text_encoder(tokens).last_hidden_state).sample
         # Min-SNR weighting (Hang et al. 2023): nearly clean steps stop dominating, so layout and colour learn sooner.
         snr = a.view(-1) / (1 - a.view(-1))
@@ -225,6 +227,11 @@ def train_unet(work: Path, latents, captions: list[str], steps: int, batch: int,
     return ema_unet.eval(), ema_text.eval()
 
 
+def training_record(folder: Path) -> dict:
+    """The training record an export keeps in its metadata."""
+    return json.loads((folder / METADATA_FILE).read_text())["training"]
+
+
 def seed_from_export(folder: Path, work: Path) -> None:
     """Start `work` from an exported model (its EMA weights, fp16 widened to fp32), so training goes on from it
     when the original checkpoints are gone; the step counts come from its training record."""
@@ -234,7 +241,7 @@ def seed_from_export(folder: Path, work: Path) -> None:
     if (work / "vae.pt").exists() or (work / "unet.pt").exists():
         _log(f"{work} already holds checkpoints: resuming them, not seeding from {folder}")
         return
-    record = json.loads((folder / METADATA_FILE).read_text())["training"]
+    record = training_record(folder)
     vae = AutoencoderKL.from_pretrained(folder / "vae", torch_dtype=torch.float32)
     unet = UNet2DConditionModel.from_pretrained(folder / "unet", torch_dtype=torch.float32)
     text = CLIPTextModel.from_pretrained(folder / "text_encoder", torch_dtype=torch.float32)
@@ -300,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
                 "unet_steps": args.unet_steps, "unet_batch": args.unet_batch, "lr": args.lr, "min_snr": args.min_snr, "device": device,
                 "threads": torch.get_num_threads()}
         if args.init_from:
-            card["continued_from"] = json.loads((args.init_from / METADATA_FILE).read_text())["training"]
+            card["continued_from"] = training_record(args.init_from)
         export(args.export, vae, unet, text_encoder, latents[2], card)
         _log(f"exported to {args.export} ({time.perf_counter() - started:.0f} s this run)")
 
