@@ -160,7 +160,9 @@ def test_options_and_path_traversal(http, data_dir):
         r = http.post("/sdapi/v1/txt2img", json={"override_settings": {"sd_model_checkpoint": name}, **SMALL})
         assert r.status_code == 404, name
     assert http.post("/sdapi/v1/txt2img", json={"styles": ["../../etc/passwd"], **SMALL}).status_code == 404
-    assert http.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == ""
+    # Nothing chosen: the option reads as the checkpoint in use (A1111 never shows ""), and stays unstored.
+    assert http.get("/sdapi/v1/options").json()["sd_model_checkpoint"].startswith("tiny")
+    assert json.loads((data_dir / "config.json").read_text())["sd_model_checkpoint"] == ""
 
 
 @pytest.mark.parametrize("body, status, field", [
@@ -234,7 +236,8 @@ def test_queue_with_concurrent_clients(server):
     assert alice.post("/sdapi/v1/interrupt").json() == {"id_task": "task(long)", "ok": True}
     for thread in threads:
         thread.join(60)
-    assert results["long"].status_code == 200  # interrupted: what was finished (nothing here)
+    assert results["long"].status_code == 200  # interrupted: the image as far as it got
+    assert len(results["long"].json()["images"]) == 1
     assert json.loads(results["long"].json()["info"])["status"] == "interrupted"
     r = results["d1"]
     assert r.status_code == 500 and "could not load the model" in r.json()["detail"]
@@ -279,9 +282,18 @@ def test_a_model_with_its_own_defaults_fills_the_fields_a_client_leaves_out(tmp_
                 assert r.status_code == 200, r.text
                 return decode(r.json()["images"][0]).size, json.loads(r.json()["info"])
 
-            size, info = generate({})
+            r = http.post("/sdapi/v1/txt2img", json={"prompt": "x", "save_images": False})
+            size, info = decode(r.json()["images"][0]).size, json.loads(r.json()["info"])
             assert size == (64, 64) and info["steps"] == 3 and info["cfg_scale"] == 4.5
             assert info["sampler_name"] == "Euler a"
+            # The echo says what ran, not A1111's defaults for the fields left out.
+            echo = r.json()["parameters"]
+            assert (echo["width"], echo["height"], echo["steps"], echo["cfg_scale"]) == (64, 64, 3, 4.5)
+            assert echo["sampler_name"] == echo["sampler_index"] == "Euler a" and echo["prompt"] == "x"
+            # The model is named with its hash (a diffusers folder's: see models/hashes.py), as in the infotext.
+            assert info["sd_model_name"] == "small" and len(info["sd_model_hash"]) == 10
+            assert f"Model hash: {info['sd_model_hash']}, Model: small" in info["infotexts"][0]
+            assert http.get("/sdapi/v1/options").json()["sd_model_checkpoint"] == f"small [{info['sd_model_hash']}]"
             size, info = generate({"width": 72, "height": 64, "steps": 2, "cfg_scale": 6, "sampler_index": "Euler"})
             assert size == (72, 64) and info["steps"] == 2 and info["cfg_scale"] == 6
             assert info["sampler_name"] == "Euler"
@@ -292,3 +304,39 @@ def test_a_model_with_its_own_defaults_fills_the_fields_a_client_leaves_out(tmp_
             assert decode(r.json()["images"][0]).size == (512, 512)
     finally:
         srv.close()
+
+
+def test_info_names_the_model_the_job_ran_on(tmp_path):
+    # Two checkpoints; the model loaded after the job (another user's choice) must not be reported as its.
+    folder = tmp_path / "models" / "Stable-diffusion"
+    write_diffusers_folder(make_tiny_model("sd1"), folder / "first")
+    write_diffusers_folder(make_tiny_model("sd1", seed=1), folder / "second")
+    from webui.api.generation import info
+    from webui.generation.params import Txt2ImgParams
+    from webui.jobs import JobQueue
+
+    state = SharedState.create(parse_flags(["--data-dir", str(tmp_path), "--use-cpu", "all", "--precision", "full"]))
+    state.queue = JobQueue(state)
+    state.queue.start()
+    try:
+        job = state.queue.submit("txt2img", Txt2ImgParams(prompt="x", save_images=False, **SMALL), "me",
+                                 override_settings={"sd_model_checkpoint": "first"}).wait(120)
+        assert job.status == "done", job.error
+        state.models.switch("second")
+        reported = info(state, job)
+        assert reported["sd_model_name"] == "first"
+        assert reported["sd_model_hash"] == state.models.find("first").short_hash is not None
+        assert reported["sd_model_hash"] != state.models.find("second").short_hash
+    finally:
+        state.queue.stop()
+
+
+def test_a1111_hires_defaults_are_accepted(http):
+    # What A1111's own clients send for "the first pass's sampler": one validation for API, UI and engine.
+    r = http.post("/sdapi/v1/txt2img", json={**SMALL, "save_images": False, "enable_hr": True, "hr_scale": 1.25,
+                                             "hr_second_pass_steps": 1, "hr_sampler_name": "Use same sampler",
+                                             "hr_scheduler": "Use same scheduler", "denoising_strength": 0.5})
+    assert r.status_code == 200, r.text
+    assert decode(r.json()["images"][0]).size == (80, 80)
+    r = http.post("/sdapi/v1/txt2img", json={**SMALL, "enable_hr": True, "hr_sampler_name": "Nope"})
+    assert r.status_code == 400 and "Nope" in r.json()["detail"]

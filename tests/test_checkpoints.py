@@ -207,6 +207,29 @@ def test_damaged_hash_cache_is_rebuilt(tmp_path):
     assert hashes.cached_sha256(path, cache) == hashlib.sha256(b"weights").hexdigest()
 
 
+def test_a_diffusers_folder_hash_follows_its_weights_not_its_place_or_notes(tmp_path):
+    def folder(root: Path, unet: bytes) -> Path:
+        for relative, content in (("model_index.json", b"{}"), ("unet/diffusion_pytorch_model.safetensors", unet),
+                                  ("vae/config.json", b"{}"), ("webui.json", b'{"demo": true}'), ("README.md", b"card")):
+            (root / relative).parent.mkdir(parents=True, exist_ok=True)
+            (root / relative).write_bytes(content)
+        return root
+
+    cache = tmp_path / "cache.json"
+    first = folder(tmp_path / "a", b"weights")
+    digest = hashes.sha256(first, cache)
+    assert len(digest) == 64 and hashes.cached_sha256(first, cache) == digest
+    assert hashes.sha256(folder(tmp_path / "copy", b"weights")) == digest  # moved or copied: the same
+    (first / "webui.json").write_text('{"defaults": {"steps": 9}}')  # our metadata and notes do not count
+    (first / "README.md").write_text("another card")
+    assert hashes.sha256(first, cache) == digest
+    (first / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"retrained")
+    assert hashes.cached_sha256(first, cache) is None
+    assert hashes.sha256(first, cache) != digest
+    info = list_checkpoints(tmp_path / "none", ckpt_dir=tmp_path, cache_path=cache)[0]
+    assert info.kind == "diffusers" and info.title == f"{info.name} [{hashes.sha256(info.path, cache)[:10]}]"
+
+
 # ---- discovery ---------------------------------------------------------------------------------------------
 
 def make_tree(root: Path) -> dict[str, Path]:
@@ -405,7 +428,7 @@ def test_single_file_loads_offline_with_identical_weights(name, layout, tiny, fi
 def test_diffusers_folder_loads_offline_with_identical_weights(name, tiny, files):
     model = load_checkpoint(files[name].diffusers)
     assert_same_model(tiny[name], model)
-    assert model.sha256 is None and model.name == f"{name}-diffusers"
+    assert model.sha256 == hashes.sha256(files[name].diffusers) and model.name == f"{name}-diffusers"
     assert model.prediction_type == "epsilon" and model.default_size == 64
 
 

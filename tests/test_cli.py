@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from checkpoint_files import write_diffusers_folder, write_safetensors
 from tiny_models import make_tiny_model
 from webui.generation.images import read_infotext
@@ -56,3 +58,24 @@ def test_unusable_checkpoint_is_a_one_line_error(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and "broken.safetensors" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_fresh_data_dir_uses_the_demo_model_with_its_defaults(tmp_path):
+    # No checkpoint of the user's: the CLI draws with the built-in demo model, as the WebUI and the API do,
+    # with the model's own defaults (128x128, CFG 5) for the flags left out.
+    from webui.models.discovery import demo_checkpoint
+
+    if demo_checkpoint() is None:
+        pytest.fail("the built-in demo model is missing from models/demo")
+    result = run_cli("--prompt", "a blue square", "--seed", "1", "--steps", "2", "--data-dir", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    path, infotext = result.stdout.strip().split("\t")
+    infotext = json.loads(infotext)
+    assert "CFG scale: 5," in infotext and "Size: 128x128" in infotext and "Sampler: DPM++ 2M" in infotext
+    assert "Model: shapes-demo" in infotext and "Model hash: " in infotext
+    # The name the UI and /sdapi/v1/sd-models show; flags given win over the model's defaults.
+    result = run_cli("--ckpt", "shapes-demo", "--prompt", "a blue square", "--steps", "1", "--cfg-scale", "3",
+                     "--width", "64", "--height", "64", "--data-dir", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    infotext = json.loads(result.stdout.strip().split("\t")[1])
+    assert "CFG scale: 3," in infotext and "Size: 64x64" in infotext and "Model: shapes-demo" in infotext

@@ -5,7 +5,7 @@ import torch
 import pytest
 
 from tiny_models import make_tiny_model
-from webui.generation.denoiser import Interrupted, JobControl
+from webui.generation.denoiser import JobControl
 from webui.generation.images import read_infotext
 from webui.generation.infotext import parse_infotext
 from webui.generation.params import ParamsError, Txt2ImgParams
@@ -77,7 +77,7 @@ def test_sdxl_and_v_prediction_and_inpainting_models_generate():
         assert image.size == (64, 64)
 
 
-def test_interrupt_stops_within_a_step(sd1):
+def test_interrupt_stops_within_a_step_and_keeps_the_image_as_far_as_it_got(sd1, tmp_path):
     calls = []
     control = JobControl()
 
@@ -86,9 +86,13 @@ def test_interrupt_stops_within_a_step(sd1):
         control.interrupted = True
 
     control.on_step = on_step
-    with pytest.raises(Interrupted):
-        txt2img(sd1, params(steps=10, sampler_name="Euler"), control)
-    assert calls == [1]
+    result = txt2img(sd1, params(steps=10, sampler_name="Euler", n_iter=2, save_images=True), control, tmp_path)
+    # As A1111: the interrupted batch's last denoised estimate, decoded and saved; no later batch runs.
+    assert calls == [1] and len(result.images) == 1 and result.paths[0].is_file()
+    whole = txt2img(sd1, params(steps=10, sampler_name="Euler"))
+    assert np.abs(np.asarray(result.images[0], float) - np.asarray(whole.images[0], float)).mean() > 1
+    # Before the first step there is nothing to show.
+    assert txt2img(sd1, params(steps=10, sampler_name="Euler"), JobControl(interrupted=True)).images == []
 
 
 def test_live_preview_hook(sd1):

@@ -34,23 +34,23 @@ def _common_flags() -> argparse.ArgumentParser:
     model.add_argument("--no-half-vae", action="store_true", help="fp32 VAE on the GPU")
     model.add_argument("--disable-nan-check", action="store_true", help="keep images whose UNet or VAE output held NaNs")
 
-    defaults = Txt2ImgParams()
+    # None: the checkpoint's own default (the demo model's webui.json), else Txt2ImgParams's.
     gen = common.add_argument_group("generation")
     gen.add_argument("--prompt", default="")
     gen.add_argument("--negative-prompt", default="")
-    gen.add_argument("--steps", type=int, default=defaults.steps)
-    gen.add_argument("--sampler", dest="sampler_name", default=defaults.sampler_name)
-    gen.add_argument("--scheduler", default=defaults.scheduler)
-    gen.add_argument("--cfg-scale", type=float, default=defaults.cfg_scale)
+    gen.add_argument("--steps", type=int, default=None, help="default: the model's, else 20")
+    gen.add_argument("--sampler", dest="sampler_name", default=None, help="default: the model's, else DPM++ 2M")
+    gen.add_argument("--scheduler", default="Automatic")
+    gen.add_argument("--cfg-scale", type=float, default=None, help="default: the model's, else 7")
     gen.add_argument("--seed", type=int, default=-1)
     gen.add_argument("--subseed", type=int, default=-1)
     gen.add_argument("--subseed-strength", type=float, default=0.0)
-    gen.add_argument("--width", type=int, default=None, help="default: the model's (txt2img) or image's size")
+    gen.add_argument("--width", type=int, default=None, help="default: the model's (txt2img) or the image's size")
     gen.add_argument("--height", type=int, default=None)
     gen.add_argument("--batch-size", type=int, default=1)
     gen.add_argument("--n-iter", type=int, default=1)
     gen.add_argument("--eta", type=float, default=None)
-    gen.add_argument("--denoising-strength", type=float, default=defaults.denoising_strength,
+    gen.add_argument("--denoising-strength", type=float, default=Txt2ImgParams.denoising_strength,
                      help="img2img: how much to change; txt2img: the hires pass's")
     gen.add_argument("--outdir", type=Path, default=None, help="default: outputs/<mode>-images/<date>")
 
@@ -102,17 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_model(args: argparse.Namespace):
-    """The checkpoint the flags name, or None after printing why it can't be used."""
+    """The checkpoint the flags name, or None after printing why it can't be used. As in the WebUI, the
+    built-in demo model is there while models/Stable-diffusion holds none of the user's."""
     from .devices import choose_devices
-    from .models.discovery import find_checkpoint
+    from .models.discovery import available_checkpoints, find_checkpoint
     from .models.loading import CheckpointError, load_checkpoint
 
     data_dir = Path(args.data_dir)
     devices = choose_devices(args.use_cpu, args.precision, args.no_half, args.no_half_vae)
     cache = data_dir / "cache.json"  # sha256 of each checkpoint, computed once
     try:
-        info = find_checkpoint(args.ckpt, models_dir=data_dir / "models" / "Stable-diffusion", ckpt_dir=args.ckpt_dir,
-                               cache_path=cache)
+        models_dir = data_dir / "models" / "Stable-diffusion"
+        known = available_checkpoints(models_dir, args.ckpt_dir, cache_path=cache)
+        info = find_checkpoint(args.ckpt, known, models_dir=models_dir, ckpt_dir=args.ckpt_dir, cache_path=cache)
         model = load_checkpoint(info, devices.device, devices.dtype, vae_dtype=devices.vae_dtype, cache_path=cache)
         _use_vae(args, model, cache)
         return model
@@ -147,15 +149,19 @@ def _embeddings(args: argparse.Namespace, model):
     return found
 
 
-def _params(cls, args: argparse.Namespace, **given):
-    """The typed params from the flags whose names are fields of `cls`."""
+def _params(cls, args: argparse.Namespace, model, **given):
+    """The typed params from the flags whose names are fields of `cls`; flags left out take the model's
+    own defaults (models/loading.py `own_defaults`), then the dataclass's."""
+    from .models.loading import own_defaults
+
     settings = GenerationSettings(
         clip_skip=args.clip_skip, emphasis=args.emphasis, randn_source=args.randn_source,
         eta_noise_seed_delta=args.eta_noise_seed_delta, tiled_vae_decode=args.tiled_vae_decode,
         nan_check=not args.disable_nan_check,
     )
     names = {f.name for f in fields(cls)} - {"settings", *given}
-    return cls(**{k: v for k, v in vars(args).items() if k in names}, settings=settings, **given)
+    values = {**own_defaults(model.metadata), **{k: v for k, v in vars(args).items() if k in names and v is not None}}
+    return cls(**{k: v for k, v in values.items() if k in names}, settings=settings, **given)
 
 
 def _generate(function, model, params, data_dir: str, lora_dir: str | None = None, embeddings=None) -> int:
@@ -185,8 +191,10 @@ def run_txt2img(args: argparse.Namespace) -> int:
     model = _load_model(args)
     if model is None:
         return 2
-    params = _params(Txt2ImgParams, args, width=args.width or model.default_size,
-                     height=args.height or model.default_size)
+    from .models.loading import own_defaults
+
+    sizes = {"width": model.default_size, "height": model.default_size} | own_defaults(model.metadata)
+    params = _params(Txt2ImgParams, args, model, width=args.width or sizes["width"], height=args.height or sizes["height"])
     return _generate(txt2img, model, params, args.data_dir, args.lora_dir, _embeddings(args, model))
 
 
@@ -205,7 +213,7 @@ def run_img2img(args: argparse.Namespace) -> int:
     # Default size: the first init image's, down to a multiple of 8.
     width = args.width or max(init_images[0].width // 8 * 8, 64)
     height = args.height or max(init_images[0].height // 8 * 8, 64)
-    params = _params(Img2ImgParams, args, init_images=init_images, mask=mask, width=width, height=height)
+    params = _params(Img2ImgParams, args, model, init_images=init_images, mask=mask, width=width, height=height)
     return _generate(img2img, model, params, args.data_dir, args.lora_dir, _embeddings(args, model))
 
 

@@ -5,8 +5,8 @@ interrupt and skip act on that owner's job only, and waiting jobs are served rou
 across owners, so one client's ten queued jobs cannot starve another client's one.
 
 A job runs its batches (`n_iter`) one call at a time with the seeds fixed up front, so the
-images are the same as one call would give, and an interrupt keeps every image finished so
-far (A1111 instead returns the interrupted batch's last latent, decoded).
+images are the same as one call would give. An interrupt keeps every image finished so far and,
+as in A1111, the interrupted batch as far as it got (its last denoised estimate, decoded and saved).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 from .generation.denoiser import Interrupted, JobControl
 from .generation.params import ParamsError
 from .generation.img2img import img2img
-from .generation.processing import Processed, txt2img
+from .generation.processing import ModelUsed, Processed, txt2img
 from .models.model import SDModel
 from .state import OPTION_DEFAULTS, OptionsError, SharedState
 
@@ -197,6 +197,8 @@ class JobQueue:
                 p.settings = self.state.generation_settings(job.overrides)
             p.validate()
             self._use_vae(job, model)
+            if isinstance(model, SDModel):
+                result.model = ModelUsed.of(model)
             self._run_batches(job, model, p, result)
         except Interrupted:
             job._finish("interrupted")

@@ -21,9 +21,9 @@ from .extensions.callbacks import CallbackRegistry
 from .extensions.scripts import ScriptRegistry
 from .generation.params import GenerationSettings
 from .models.discovery import (
-    CheckpointInfo, CheckpointNotFound, demo_checkpoint, find_checkpoint, list_checkpoints, with_hash,
+    CheckpointInfo, CheckpointNotFound, available_checkpoints, find_checkpoint, with_hash,
 )
-from .models.loading import ModelSlot, read_metadata
+from .models.loading import ModelSlot, own_defaults, read_metadata
 from .models.model import SDModel
 
 log = logging.getLogger(__name__)
@@ -213,10 +213,8 @@ class ModelManager:
         return self.flags.models_dir / "Stable-diffusion"
 
     def refresh(self) -> list[CheckpointInfo]:
-        found = list_checkpoints(self.models_dir, ckpt_dir=self.flags.ckpt_dir, ckpt=self.flags.ckpt,
-                                 cache_path=self.cache_path)
-        if not found and (demo := demo_checkpoint()) is not None:
-            found = [demo]  # nothing of the user's yet: the built-in demo model
+        found = available_checkpoints(self.models_dir, ckpt_dir=self.flags.ckpt_dir, ckpt=self.flags.ckpt,
+                                      cache_path=self.cache_path)
         with self._list_lock:
             self._checkpoints = found
         return found
@@ -235,8 +233,19 @@ class ModelManager:
             info = self.find(name or self.options["sd_model_checkpoint"] or self.flags.ckpt)
         except LookupError:
             return {}
-        defaults = read_metadata(info.path).get("defaults", {}) if info.kind == "diffusers" else {}
-        return defaults if isinstance(defaults, dict) else {}
+        return own_defaults(read_metadata(info.path)) if info.kind == "diffusers" else {}
+
+    def selected_title(self) -> str:
+        """What `sd_model_checkpoint` reads as (A1111 shows the checkpoint in use, never ""): the chosen
+        checkpoint's title; with none chosen, the loaded model's, else the one the next job loads."""
+        wanted = self.options["sd_model_checkpoint"]
+        loaded = self.slot.model
+        try:
+            if not wanted and loaded is not None:
+                return next((info.title for info in self.checkpoints() if info.path == loaded.path), loaded.name)
+            return self.find(wanted or self.flags.ckpt).title
+        except LookupError:
+            return wanted
 
     def current(self) -> SDModel:
         """The loaded model, loading the chosen (or first) checkpoint if none is."""
@@ -267,8 +276,11 @@ class ModelManager:
                 raise
             log.warning("checkpoint %r not found; loading the first one", name)
             info = self.find(None)
-        info = with_hash(info, self.cache_path)
-        return self.slot.switch(info)
+        hashed = with_hash(info, self.cache_path)
+        if hashed is not info:  # the list shows the hash from now on, as A1111's titles do
+            with self._list_lock:
+                self._checkpoints = [hashed if known == info else known for known in self._checkpoints]
+        return self.slot.switch(hashed)
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from pathlib import Path
 
 from fastapi import HTTPException
 
@@ -13,8 +12,6 @@ from fastapi import HTTPException
 from ..generation.img2img import Img2ImgParams
 from ..generation.params import ParamsError, Txt2ImgParams
 from ..generation.processing import VERSION
-from ..generation.sampling import choose_sampler
-from ..generation.upscalers import LATENT_UPSCALE_MODES, find_upscaler
 from ..jobs import Job, checked_overrides
 from ..state import OptionsError, SharedState
 from ..styles import apply_styles
@@ -29,7 +26,7 @@ _COMMON_FIELDS = ("prompt", "negative_prompt", "seed", "subseed", "subseed_stren
                   "seed_resize_from_w", "batch_size", "n_iter", "steps", "cfg_scale", "width", "height", "eta",
                   "enable_hr", "hr_scale", "hr_second_pass_steps", "hr_resize_x", "hr_resize_y", "hr_prompt",
                   "hr_negative_prompt", "save_images")
-_MODEL_DEFAULT_FIELDS = ("width", "height", "steps", "cfg_scale", "sampler_name")
+_ECHOED = ("width", "height", "steps", "cfg_scale", "sampler_name", "scheduler")  # filled in when left out
 _EXTRAS = ("s_churn", "s_tmin", "s_tmax", "s_noise")  # None: the sampler's own default
 _IMG2IMG_FIELDS = ("resize_mode", "image_cfg_scale", "mask_blur", "mask_blur_x", "mask_blur_y", "mask_round",
                    "inpainting_fill", "inpaint_full_res", "inpaint_full_res_padding", "inpainting_mask_invert")
@@ -53,7 +50,7 @@ def build_params(state: SharedState, req: Txt2ImgRequest, kind: str, checkpoint:
     # ordinary checkpoints keep A1111's API defaults.
     sent = req.model_fields_set
     for name, value in state.models.generation_defaults(checkpoint).items():
-        if name in _MODEL_DEFAULT_FIELDS and name not in sent and not (name == "sampler_name" and "sampler_index" in sent):
+        if name not in sent and not (name == "sampler_name" and "sampler_index" in sent):
             values[name] = value
     if req.denoising_strength is not None:
         values["denoising_strength"] = req.denoising_strength
@@ -73,13 +70,8 @@ def build_params(state: SharedState, req: Txt2ImgRequest, kind: str, checkpoint:
             values["mask"] = decode_image(req.mask, "mask")
     p = cls(**values)
     try:
-        choose_sampler(p.sampler_name, p.scheduler)
-        if p.enable_hr:
-            choose_sampler(p.hr_sampler_name or p.sampler_name, p.hr_scheduler or p.scheduler)
-            if p.hr_upscaler not in LATENT_UPSCALE_MODES:
-                find_upscaler(p.hr_upscaler)
-        p.validate()
-    except (ParamsError, ValueError) as error:
+        p.validate()  # the engine's own check, run again when the job starts
+    except ParamsError as error:
         raise HTTPException(400, str(error)) from None
     return p
 
@@ -159,7 +151,9 @@ async def run_generation(state: SharedState, req: Txt2ImgRequest, kind: str, own
 
 def response(state: SharedState, req: Txt2ImgRequest, job: Job) -> dict:
     result = job.result
-    parameters = req.model_dump()
+    # The request as it ran: the fields the server filled in (the model's own defaults, the sampler) as used.
+    ran = {name: getattr(job.params, name) for name in _ECHOED}
+    parameters = {**req.model_dump(), **ran, "sampler_index": job.params.sampler_name}
     if isinstance(req, Img2ImgRequest) and not req.include_init_images:
         parameters["init_images"] = None  # A1111 echoes the images only when asked
         parameters["mask"] = None
@@ -170,7 +164,7 @@ def response(state: SharedState, req: Txt2ImgRequest, job: Job) -> dict:
 def info(state: SharedState, job: Job) -> dict:
     """The `info` JSON of A1111's Processed, for the images this job finished."""
     p, result = job.params, job.result
-    model = state.models.slot.model
+    model = result.model  # what the job ran on, not what is loaded now
     first = lambda values, default: values[0] if values else default  # noqa: E731
     return {
         "prompt": p.prompt, "all_prompts": result.prompts,
@@ -180,10 +174,10 @@ def info(state: SharedState, job: Job) -> dict:
         "subseed_strength": p.subseed_strength, "width": p.width, "height": p.height,
         "sampler_name": p.sampler_name, "scheduler": p.scheduler, "cfg_scale": p.cfg_scale, "steps": p.steps,
         "batch_size": p.batch_size, "restore_faces": False, "face_restoration_model": None,
-        "sd_model_name": Path(model.name).stem if model is not None else None,
-        "sd_model_hash": None,
-        "sd_vae_name": model.vae_file.name if model is not None and model.vae_file is not None else None,
-        "sd_vae_hash": model.vae_sha256[:10] if model is not None and model.vae_file is not None and model.vae_sha256 else None,
+        "sd_model_name": model.name if model is not None else None,
+        "sd_model_hash": model.short_hash if model is not None else None,
+        "sd_vae_name": model.vae_name if model is not None else None,
+        "sd_vae_hash": model.vae_short_hash if model is not None else None,
         "seed_resize_from_w": p.seed_resize_from_w, "seed_resize_from_h": p.seed_resize_from_h,
         "denoising_strength": p.denoising_strength if (job.kind == "img2img" or p.enable_hr) else None,
         "extra_generation_params": {}, "index_of_first_image": 0, "infotexts": result.infotexts,

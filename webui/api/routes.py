@@ -121,7 +121,7 @@ def register_api(app: FastAPI, state: SharedState, internal: bool = True) -> Non
 
     @api.get("/options")
     def get_options():
-        return state.options.as_dict()
+        return {**state.options.as_dict(), "sd_model_checkpoint": state.models.selected_title()}
 
     @api.post("/options")
     async def set_options(request: Request):

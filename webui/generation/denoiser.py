@@ -20,7 +20,7 @@ from .prompt_conditioning import PromptConditioning
 
 
 class Interrupted(Exception):
-    """The job's owner pressed Interrupt: stop now, keep nothing of this batch."""
+    """The job's owner pressed Interrupt: stop sampling now (the pass returns what it has, see sampling.run_pass)."""
 
 
 class Skipped(Exception):

@@ -182,6 +182,8 @@ def img2img(model: SDModel, p: Img2ImgParams, control: JobControl | None = None,
 
     result = Processed()
     for batch in image_batches(p):
+        if control.interrupted:  # the interrupted batch was the last
+            break
         inits = [prepared[i % len(prepared)] for i in range(p.batch_size)]
         hooks.before_batch(batch)
         tags = prompt_networks(batch.prompts[0])  # A1111 reads a batch's extra networks from its first prompt

@@ -13,6 +13,11 @@ class ParamsError(ValueError):
     """A parameter a user gave cannot be used; the message says which and why."""
 
 
+# A1111's hires choices that mean "the first pass's" (as clients send them); "" means the same.
+SAME_SAMPLER = "Use same sampler"
+SAME_SCHEDULER = "Use same scheduler"
+
+
 @dataclass
 class GenerationSettings:
     """Settings (A1111 `opts`) that change what is generated; recorded in the infotext."""
@@ -63,8 +68,8 @@ class Txt2ImgParams:
     hr_second_pass_steps: int = 0  # 0: the same as steps
     hr_resize_x: int = 0  # both 0: scale by hr_scale
     hr_resize_y: int = 0
-    hr_sampler_name: str = ""  # "": the first pass's
-    hr_scheduler: str = ""
+    hr_sampler_name: str = ""  # "" or SAME_SAMPLER: the first pass's
+    hr_scheduler: str = ""  # "" or SAME_SCHEDULER: the first pass's
     hr_prompt: str = ""  # "": the first pass's
     hr_negative_prompt: str = ""
     save_images: bool = True
@@ -135,5 +140,31 @@ class Txt2ImgParams:
                 problems.append(f"{name} has {len(values)} entries; batch_size * n_iter = {count} are needed")
         if self.settings.clip_skip < 1:
             problems.append(f"clip skip must be 1 or more, not {self.settings.clip_skip}")
+        problems += self._name_problems()
         if problems:
             raise ParamsError("; ".join(problems))
+
+    def _name_problems(self) -> list[str]:
+        """Sampler, scheduler and upscaler names that do not exist. The one check of them, so that the API, the
+        UI and the engine accept the same values (A1111's "Use same sampler" included)."""
+        from .sampling import choose_sampler  # the engine's own lookups (imported late: they import torch)
+        from .upscalers import LATENT_UPSCALE_MODES, find_upscaler
+
+        problems = []
+        try:
+            choose_sampler(self.sampler_name, self.scheduler)
+        except ParamsError as error:
+            return [str(error)]  # the hires names default to these: one message is enough
+        if self.enable_hr:
+            sampler = "" if self.hr_sampler_name == SAME_SAMPLER else self.hr_sampler_name
+            scheduler = "" if self.hr_scheduler == SAME_SCHEDULER else self.hr_scheduler
+            try:
+                choose_sampler(sampler or self.sampler_name, scheduler or self.scheduler)
+            except ParamsError as error:
+                problems.append(f"hires: {error}")
+            if self.hr_upscaler not in LATENT_UPSCALE_MODES:
+                try:
+                    find_upscaler(self.hr_upscaler)
+                except ValueError as error:
+                    problems.append(str(error))
+        return problems

@@ -22,7 +22,7 @@ from .decoding import decode_latents, encode_pixels
 from .denoiser import JobControl, Skipped
 from .hooks import NO_HOOKS, Batch, GenerationHooks
 from .images import date_subfolder, save_image
-from .params import ParamsError, Txt2ImgParams
+from .params import SAME_SAMPLER, SAME_SCHEDULER, ParamsError, Txt2ImgParams
 from .prompt_conditioning import encode_batch, encode_prompts
 from .rng import ImageRNG, fix_seed, job_seeds
 from .samplers import initial_noise_scale
@@ -32,6 +32,24 @@ from .sampling import (
 from .upscalers import LATENT_UPSCALE_MODES, find_upscaler, upscale_latents
 
 VERSION = "sd-webui 0.1.0"
+
+
+@dataclass(frozen=True)
+class ModelUsed:
+    """The checkpoint (and VAE) a job ran on, as A1111's `info` reports it; kept with the result because the
+    loaded model may change before the caller reads it."""
+
+    name: str
+    short_hash: str | None
+    vae_name: str | None = None
+    vae_short_hash: str | None = None
+    is_inpainting: bool = False
+
+    @classmethod
+    def of(cls, model: SDModel) -> "ModelUsed":
+        vae = model.vae_file
+        return cls(Path(model.name).stem, model.short_hash, vae.name if vae is not None else None,
+                   model.vae_sha256[:10] if vae is not None and model.vae_sha256 else None, model.is_inpainting)
 
 
 @dataclass
@@ -47,6 +65,7 @@ class Processed:
     paths: list[Path] = field(default_factory=list)
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)  # e.g. a LoRA that could not be used
+    model: ModelUsed | None = None  # set by the job queue when the job starts
 
     def add(self, image: Image.Image, p: Txt2ImgParams, params: dict, seed: int, subseed: int, outdir: Path, *,
             prompt: str | None = None, negative_prompt: str | None = None,
@@ -124,6 +143,8 @@ def txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None = None,
 
     result = Processed()
     for batch in image_batches(p):
+        if control.interrupted:  # the interrupted batch was the last
+            break
         hooks.before_batch(batch)
         tags = prompt_networks(batch.prompts[0])  # A1111 reads a batch's extra networks from its first prompt
         with activated_loras(model, tags, networks) as active:
@@ -133,7 +154,7 @@ def txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None = None,
                                           settings.use_old_scheduling)
             try:
                 latents = _sample_txt2img(model, p, plan, conds, unconds, batch, control, hooks)
-                if hires is not None:
+                if hires is not None and not control.interrupted:  # an interrupted first pass is shown as it is
                     hooks.before_hires(batch)
                     latents = _hires_pass(model, p, hires, latents, batch, control, encoder, options, hooks)
             except Skipped:
@@ -213,8 +234,8 @@ def _hires_conds(p: Txt2ImgParams, hires: _HiresPlan, batch: Batch, encoder: Pro
 
 def hires_sampler(p: Txt2ImgParams, first: SamplerChoice) -> SamplerChoice:
     """The second pass's sampler: its own when given, else the first pass's ("Use same ...")."""
-    sampler = "" if p.hr_sampler_name in ("", "Use same sampler") else p.hr_sampler_name
-    scheduler = "" if p.hr_scheduler in ("", "Use same scheduler") else p.hr_scheduler
+    sampler = "" if p.hr_sampler_name == SAME_SAMPLER else p.hr_sampler_name
+    scheduler = "" if p.hr_scheduler == SAME_SCHEDULER else p.hr_scheduler
     if not sampler and not scheduler:
         return first
     return choose_sampler(sampler or p.sampler_name, scheduler or p.scheduler)

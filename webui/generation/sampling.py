@@ -13,7 +13,7 @@ import torch
 
 from ..models.model import SDModel
 from .decoding import latent_preview
-from .denoiser import CFGDenoiser, JobControl, ModelDenoiser
+from .denoiser import CFGDenoiser, Interrupted, JobControl, ModelDenoiser
 from .hooks import NO_HOOKS, GenerationHooks
 from .params import GenerationSettings, ParamsError
 from .prompt_conditioning import PromptConditioning
@@ -123,7 +123,8 @@ def run_pass(
     latent_mask: torch.Tensor | None = None,
     hooks: GenerationHooks = NO_HOOKS,
 ) -> torch.Tensor:
-    """Denoise `x` (already noised to sigmas[0]) along `sigmas`; returns the latents.
+    """Denoise `x` (already noised to sigmas[0]) along `sigmas`; returns the latents. Interrupted after a
+    step, it returns that step's denoised estimate (`control.interrupted` stays set); before one, it raises.
 
     With `latent_mask` (1 where the image is repainted) the kept area is blended back to
     `init_latent` after every step and at the end, as A1111's inpainting does.
@@ -135,7 +136,10 @@ def run_pass(
                            total_steps=len(sigmas) - 1)
     kwargs = _sampler_kwargs(sampler, settings, extras, rng, x, sigmas, seeds, plan.schedule)
 
+    finished: list[torch.Tensor] = []  # the latest step's denoised estimate
+
     def on_step(info: dict) -> None:
+        finished[:] = [info["denoised"]]
         denoiser.sampling_step = info["i"] + 1  # the step the next denoiser call belongs to
         if control.on_step is not None:
             every = settings.live_preview_every
@@ -144,7 +148,12 @@ def run_pass(
             control.on_step({"step": step, "steps": len(sigmas) - 1, "preview": preview})
 
     with torch.inference_mode():
-        latents = sampler.function(denoiser, x, sigmas, callback=on_step, **kwargs)
+        try:
+            latents = sampler.function(denoiser, x, sigmas, callback=on_step, **kwargs)
+        except Interrupted:
+            if not finished:
+                raise
+            latents = finished[0]  # as A1111: the interrupted image as far as it got (control stays interrupted)
     if latent_mask is not None:
         latents = init_latent * (1 - latent_mask) + latents * latent_mask
     return latents

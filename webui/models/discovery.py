@@ -97,7 +97,7 @@ def _info(path: Path, root: Path | None, cache_path: Path | None) -> CheckpointI
     kind = checkpoint_kind(path)
     if kind is None:
         return None
-    sha = hashes.cached_sha256(path, cache_path) if kind != "diffusers" else None
+    sha = hashes.cached_sha256(path, cache_path)
     return CheckpointInfo(path=path.absolute(), name=_name_for(path, root), kind=kind, sha256=sha)
 
 
@@ -105,11 +105,26 @@ def _info(path: Path, root: Path | None, cache_path: Path | None) -> CheckpointI
 DEMO_MODEL = Path(__file__).resolve().parents[2] / "models" / "demo" / "shapes-demo"
 
 
-def demo_checkpoint(folder: Path = DEMO_MODEL) -> CheckpointInfo | None:
+def demo_checkpoint(folder: Path = DEMO_MODEL, cache_path: str | os.PathLike | None = None) -> CheckpointInfo | None:
     """The built-in demo model, offered only when the user has no checkpoint of their own."""
     if not (folder / DIFFUSERS_MARKER).is_file():
         return None
-    return CheckpointInfo(path=folder, name=folder.name, kind="diffusers", builtin=True)
+    return CheckpointInfo(path=folder, name=folder.name, kind="diffusers", builtin=True,
+                          sha256=hashes.cached_sha256(folder, cache_path))
+
+
+def available_checkpoints(
+    models_dir: str | os.PathLike | None,
+    ckpt_dir: str | os.PathLike | None = None,
+    ckpt: str | os.PathLike | None = None,
+    cache_path: str | os.PathLike | None = None,
+) -> list[CheckpointInfo]:
+    """What the WebUI, the API and the CLI offer: the user's checkpoints (`list_checkpoints`), or the
+    built-in demo model while there are none."""
+    found = list_checkpoints(models_dir, ckpt_dir, ckpt, cache_path)
+    if not found and (demo := demo_checkpoint(cache_path=cache_path)) is not None:
+        found = [demo]
+    return found
 
 
 def list_checkpoints(
@@ -148,7 +163,7 @@ def list_checkpoints(
 
 def with_hash(info: CheckpointInfo, cache_path: str | os.PathLike | None = None) -> CheckpointInfo:
     """The same checkpoint with its SHA-256 filled in (computed once, then read from the cache)."""
-    if info.sha256 or info.kind == "diffusers":
+    if info.sha256:
         return info
     return replace(info, sha256=hashes.sha256(info.path, cache_path))
 

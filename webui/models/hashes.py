@@ -1,6 +1,9 @@
 """SHA-256 of model files, cached on disk so that a multi-gigabyte checkpoint is read once.
 
 A1111 shows a checkpoint's "Model hash" as the first 10 hex digits of the file's SHA-256; we do the same.
+A1111 has no hash for a diffusers folder; ours is the SHA-256 of a listing of the folder's files (relative
+path and SHA-256 of each), leaving out our own metadata and notes (`webui.json`, `*.md`), which do not change
+what the model draws. So a copied or moved folder keeps its hash, and infotexts from it name it exactly.
 The cache is a JSON file (for example `<data_dir>/cache.json`) that other caches may share: we only touch
 our own section. An entry is trusted while the file's size and modification time are unchanged.
 """
@@ -54,11 +57,36 @@ def _write_cache(cache_path: Path, data: dict) -> None:
     os.replace(temporary, cache_path)
 
 
+FOLDER_SKIPPED = ("webui.json",)  # our metadata beside a diffusers folder's weights
+FOLDER_SKIPPED_SUFFIXES = (".md",)
+
+
+def folder_files(folder: Path) -> list[Path]:
+    """The files whose contents make a folder's hash, sorted by relative path; hidden ones are left out."""
+    files = []
+    for path in folder.rglob("*"):
+        relative = path.relative_to(folder)
+        if (path.is_file() and not any(part.startswith(".") for part in relative.parts)
+                and path.name not in FOLDER_SKIPPED and path.suffix.lower() not in FOLDER_SKIPPED_SUFFIXES):
+            files.append(path)
+    return sorted(files, key=lambda path: path.relative_to(folder).as_posix())
+
+
+def _folder_digest(folder: Path, file_hashes: list[str]) -> str:
+    listing = "".join(f"{path.relative_to(folder).as_posix()}\0{digest}\n"
+                      for path, digest in zip(folder_files(folder), file_hashes))
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
 def cached_sha256(path: str | os.PathLike, cache_path: str | os.PathLike | None) -> str | None:
-    """The cached hash of `path` if the file is unchanged since it was hashed; never reads the file."""
+    """The cached hash of `path` if it is unchanged since it was hashed; never reads the file. A folder's
+    is known when each of its files' is."""
     if cache_path is None:
         return None
     path = Path(path).resolve()
+    if path.is_dir():
+        known = [cached_sha256(file, cache_path) for file in folder_files(path)]
+        return None if not known or None in known else _folder_digest(path, known)
     with _lock:
         entry = _read_cache(Path(cache_path)).get(SECTION, {}).get(str(path))
     if not isinstance(entry, dict) or entry.get("sha256") is None:
@@ -72,8 +100,11 @@ def cached_sha256(path: str | os.PathLike, cache_path: str | os.PathLike | None)
 
 
 def sha256(path: str | os.PathLike, cache_path: str | os.PathLike | None = None) -> str:
-    """Full hex SHA-256 of `path`, from the cache when the file is unchanged, else computed and stored."""
+    """Full hex SHA-256 of `path`, from the cache when the file is unchanged, else computed and stored.
+    For a folder (a diffusers model): the hash of its file listing, see the module's docstring."""
     path = Path(path).resolve()
+    if path.is_dir():
+        return _folder_digest(path, [sha256(file, cache_path) for file in folder_files(path)])
     known = cached_sha256(path, cache_path)
     if known is not None:
         return known

@@ -260,7 +260,7 @@ def load_checkpoint(
     UNet and text encoders are in `dtype` (that is `SDModel.dtype`), the VAE in `vae_dtype` (default:
     `dtype`; read it back as `model.vae.dtype`). `config_dir` replaces the bundled config folder that
     detection picks, for single files (the tests use it for their tiny models). `cache_path` is the hash
-    cache (see `hashes`); single files are always hashed, once. Raises `CheckpointError`, naming the file,
+    cache (see `hashes`); checkpoints are always hashed, once (a folder file by file). Raises `CheckpointError`, naming the file,
     for anything unreadable or unsupported.
     """
     info = _as_info(source)
@@ -268,7 +268,7 @@ def load_checkpoint(
     dtypes = (dtype, vae_dtype or dtype)
     try:
         if info.kind == "diffusers":
-            model = _load_diffusers_folder(info, device, *dtypes)
+            model = _load_diffusers_folder(info, device, *dtypes, cache_path)
         else:
             model = _load_single_file(info, device, *dtypes, Path(config_dir) if config_dir else None, cache_path)
     except CheckpointError:
@@ -317,7 +317,7 @@ def _weights_variant(folder: Path) -> str | None:
     return "fp16" if has_fp16 and not has_plain else None
 
 
-def _load_diffusers_folder(info: CheckpointInfo, device, dtype, vae_dtype) -> SDModel:
+def _load_diffusers_folder(info: CheckpointInfo, device, dtype, vae_dtype, cache_path) -> SDModel:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
@@ -338,9 +338,19 @@ def _load_diffusers_folder(info: CheckpointInfo, device, dtype, vae_dtype) -> SD
     return SDModel(
         family=detection.family, unet=unet, vae=vae, text_encoders=text_encoders,
         tokenizers=_tokenizers(detection.family), alphas_cumprod=_alphas_cumprod(folder),
-        prediction_type=detection.prediction_type, name=info.stem, path=folder, sha256=None,
+        prediction_type=detection.prediction_type, name=info.stem, path=folder, sha256=with_hash(info, cache_path).sha256,
         device=device, dtype=dtype, default_size=_default_size(folder, vae), metadata=read_metadata(folder),
     )
+
+
+# What a model's own metadata may choose for the fields a user leaves out (the demo model's 128x128, CFG 5).
+DEFAULT_FIELDS = ("width", "height", "steps", "cfg_scale", "sampler_name")
+
+
+def own_defaults(metadata: dict) -> dict:
+    """The generation defaults in a model's metadata (`read_metadata`), limited to DEFAULT_FIELDS; {} for most."""
+    defaults = metadata.get("defaults")
+    return {k: v for k, v in defaults.items() if k in DEFAULT_FIELDS} if isinstance(defaults, dict) else {}
 
 
 def read_metadata(folder: Path) -> dict:
