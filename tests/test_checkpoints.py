@@ -618,6 +618,7 @@ def rss_bytes() -> int:
         return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+@pytest.mark.slow
 def test_switching_ten_times_does_not_grow_memory(tiny, files):
     slot = ModelSlot("cpu", torch.float32)
     options = {"sd1": files["sd1"], "sdxl": files["sdxl"]}

@@ -12,6 +12,8 @@ from checkpoint_files import write_diffusers_folder, write_safetensors
 from tiny_models import make_tiny_model
 from webui.generation.images import read_infotext
 
+pytestmark = pytest.mark.slow  # see pyproject.toml
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

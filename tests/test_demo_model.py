@@ -18,7 +18,8 @@ from webui.generation.processing import txt2img
 from webui.models.discovery import DEMO_MODEL, demo_checkpoint
 from webui.models.loading import load_checkpoint
 
-pytestmark = pytest.mark.skipif(demo_checkpoint() is None, reason="the demo model is not in models/demo")
+pytestmark = [pytest.mark.slow,  # see pyproject.toml
+              pytest.mark.skipif(demo_checkpoint() is None, reason="the demo model is not in models/demo")]
 
 SEEDS = [11, 22, 33, 44]
 

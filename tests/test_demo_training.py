@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from webui.demo.train import main, seed_from_export
 from webui.generation.params import Txt2ImgParams
 from webui.generation.processing import txt2img
 from webui.models.loading import METADATA_FILE, load_checkpoint
+
+pytestmark = pytest.mark.slow  # see pyproject.toml
 
 TINY = ["--count", "8", "--vae-batch", "4", "--unet-batch", "2", "--threads", "1"]
 

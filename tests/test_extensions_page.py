@@ -21,6 +21,7 @@ from webui.app import create_app, load_flags  # noqa: E402
 from webui.extensions.loader import start_extensions  # noqa: E402
 from webui.state import SharedState  # noqa: E402
 
+pytestmark = pytest.mark.slow  # see pyproject.toml
 TIMEOUT_MS = int(os.environ.get("UI_TEST_TIMEOUT_MS", "120000"))
 
 

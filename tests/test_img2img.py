@@ -402,6 +402,7 @@ def run_cli(*args, cwd):
                           cwd=cwd, env=env, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_img2img_end_to_end(tmp_path):
     folder = write_diffusers_folder(make_tiny_model("sd1"), tmp_path / "models" / "Stable-diffusion" / "tiny")
     noise_image(72, 64).save(tmp_path / "init.png")

@@ -9,6 +9,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 import launch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +42,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_start_serves_the_page_and_the_api_at_once(tmp_path):
     """`python launch.py` answers before any model is loaded (here there is none at all)."""
     port = free_port()

@@ -25,6 +25,7 @@ from webui.extensions.loader import start_extensions  # noqa: E402
 from webui.jobs import JobQueue  # noqa: E402
 from webui.state import SharedState  # noqa: E402
 
+pytestmark = pytest.mark.slow  # see pyproject.toml
 TIMEOUT_MS = int(os.environ.get("UI_TEST_TIMEOUT_MS", "120000"))
 
 SCRIPT = '''\
