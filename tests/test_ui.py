@@ -2,76 +2,28 @@
 PNG Info, Settings. The server (FastAPI + the UI + the real job queue) runs in this process
 on a tiny model, 64x64 and 2 steps."""
 
-import io
 import json
-import os
 import time
-from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+import torch
+from playwright.sync_api import expect
+from safetensors.torch import save_file
 
-CHROMIUM = "/usr/bin/chromium"
-if not Path(CHROMIUM).exists():
-    pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)", allow_module_level=True)
-
-import gradio as gr  # noqa: E402
-import torch  # noqa: E402
-from fastapi import FastAPI  # noqa: E402
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
-from safetensors.torch import save_file  # noqa: E402
-
-from checkpoint_files import write_diffusers_folder  # noqa: E402
-from live_server import LiveServer  # noqa: E402
-from tiny_models import make_tiny_model  # noqa: E402
-from webui.flags import parse_flags  # noqa: E402
-from webui.generation.images import read_infotext  # noqa: E402
-from webui.jobs import JobQueue  # noqa: E402
-from webui.state import SharedState  # noqa: E402
-from webui.ui import build_ui  # noqa: E402
-
-TIMEOUT_MS = int(os.environ.get("UI_TEST_TIMEOUT_MS", "120000"))
-expect.set_options(timeout=TIMEOUT_MS)  # a loaded machine can take more than the default 5 s
+from ui_helpers import TIMEOUT_MS, finished, open_page, serve_ui, set_slider, white_fraction
+from webui.generation.images import read_infotext
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    data = tmp_path_factory.mktemp("data")
-    write_diffusers_folder(make_tiny_model("sd1"), data / "models" / "Stable-diffusion" / "tiny")
-    state = SharedState.create(parse_flags(["--data-dir", str(data), "--use-cpu", "all"]))
-    state.queue = JobQueue(state)
-    state.queue.start()
-    app = gr.mount_gradio_app(FastAPI(), build_ui(state), path="/")
-    with LiveServer(app) as live:
-        yield f"{live.url}/", state, data
-    state.queue.stop()
+    with serve_ui(tmp_path_factory.mktemp("data")) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
 def page(server):
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(server[0])
-        page.locator("#txt2img_prompt textarea").wait_for()
+    with open_page(server[0]) as page:
         yield page
-        browser.close()
-
-
-def set_slider(page, elem_id: str, value: int) -> None:
-    box = page.locator(f"#{elem_id} input[type=number]")
-    box.fill(str(value))
-    box.press("Enter")
-    expect(box).to_have_value(str(value))
-
-
-def white_fraction(element) -> float:
-    pixels = np.asarray(Image.open(io.BytesIO(element.screenshot())).convert("RGB"))
-    return float((pixels == 255).all(axis=-1).mean())
 
 
 def paint_mask(page, editor) -> None:
@@ -94,14 +46,6 @@ def paint_mask(page, editor) -> None:
             return
         page.wait_for_timeout(250)
     raise AssertionError("the mask stroke never showed on the canvas")
-
-
-def finished(page, tab: str) -> None:
-    """Wait for the job's infotext or error; fail with the error's text."""
-    done = page.locator(f"#{tab}_infotext .infotext, #{tab}_progress .error")
-    done.first.wait_for(timeout=TIMEOUT_MS)
-    error = page.locator(f"#{tab}_progress .error")
-    assert error.count() == 0, error.inner_text()
 
 
 def test_txt2img_inpaint_and_png_info(server, page):
@@ -185,6 +129,9 @@ def test_styles_save_pick_and_apply(server, page):
     styles.click()
     styles.fill("film")
     page.get_by_role("option", name="film").click()
+    styles.press("Escape")  # close the list
+    # Generate sends the dropdown's value: wait until the pick shows as a chosen token, not for time.
+    expect(page.locator("#txt2img_styles").get_by_text("film", exact=True)).to_be_visible()
     set_slider(page, "txt2img_steps", 2)
     set_slider(page, "txt2img_width", 64)
     set_slider(page, "txt2img_height", 64)

@@ -12,7 +12,7 @@ import gradio as gr
 
 from ..state import SharedState
 from ..extensions import assets
-from . import extensions_tab, img2img, png_info, settings, txt2img
+from . import extensions_tab, icons, img2img, png_info, settings, txt2img
 from .common import Sessions, checkpoint_row
 from .scripts import ComponentHooks, extension_tabs, render_extension_tabs
 
@@ -28,7 +28,7 @@ def build_ui(state: SharedState) -> gr.Blocks:
 def _page(state: SharedState, hooks: ComponentHooks, extra_tabs: list) -> gr.Blocks:
     sessions = Sessions(state)
     with gr.Blocks(title="Stable Diffusion", analytics_enabled=False) as demo:
-        checkpoint_row(state, demo)
+        checkpoint_row(state, demo, sessions)  # a non-admin's choice is their session's own
         assets.options_bridge(state, demo)  # window.opts for extensions' page scripts
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"), hooks.tab(state.runners.get("txt2img")):
@@ -44,4 +44,5 @@ def _page(state: SharedState, hooks: ComponentHooks, extra_tabs: list) -> gr.Blo
         img2img.wire_send_to(t2i, i2i, tabs)
         img2img.wire_send_to(i2i, i2i, tabs)
         png_info.wire_send_to(info, t2i, i2i, tabs)
+        icons.label_buttons(demo)  # last: it names the buttons made above
     return demo

@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 
 import gradio as gr
 
+from ..auth import ui_caller
 from ..generation.infotext import parse_infotext
 from ..generation.samplers import sampler_names, scheduler_labels
 from ..state import OptionsError, SharedState
+from . import icons
 
 POLL_SECONDS = 0.25
-RANDOM_SEED_LABEL = "\U0001f3b2\ufe0f"  # dice: back to -1
-REUSE_SEED_LABEL = "\u267b\ufe0f"  # recycle: the last image's seed
 
 
 def demo_notice(state: SharedState) -> str:
@@ -30,24 +30,21 @@ def demo_notice(state: SharedState) -> str:
     return (f"Using the small built-in demo model **{checkpoints[0].name}**: 128x128 pictures of simple "
             "coloured shapes (try \"a large red circle on the left, blue background\"). For real pictures, "
             f"put Stable Diffusion checkpoints (`.safetensors`) in `{state.models.models_dir}` and press "
-            "\U0001f504.")
+            f"{icons.REFRESH} (Refresh) beside the checkpoint list.")
 
 
-def checkpoint_row(state: SharedState, demo: gr.Blocks) -> gr.Dropdown:
+def checkpoint_row(state: SharedState, demo: gr.Blocks, sessions: "Sessions") -> gr.Dropdown:
     """The checkpoint dropdown with its refresh button. Choosing one only records the
-    choice (`sd_model_checkpoint`); the queue loads it for the next job, so the page never waits."""
+    choice (`sd_model_checkpoint`, see choose_setting); the queue loads it for the next job, so the page never waits."""
     with gr.Row(elem_id="quicksettings"):
         dropdown = gr.Dropdown([info.title for info in state.models.checkpoints()], value=None,
                                label="Stable Diffusion checkpoint", elem_id="setting_sd_model_checkpoint",
                                scale=0, min_width=360)
-        refresh = gr.Button("\U0001f504", elem_id="refresh_sd_model_checkpoint", scale=0, min_width=40)
+        refresh = icons.icon_button(icons.REFRESH, "Refresh the checkpoint list", "refresh_sd_model_checkpoint")
 
-    def choose(title):
+    def choose(title, request: gr.Request):
         if title:
-            try:
-                state.options.update({"sd_model_checkpoint": title})
-            except OptionsError as error:
-                gr.Warning(str(error))
+            choose_setting(state, sessions, request, "sd_model_checkpoint", title)
 
     def refresh_list(current):
         titles = [info.title for info in state.models.refresh()]
@@ -55,18 +52,30 @@ def checkpoint_row(state: SharedState, demo: gr.Blocks) -> gr.Dropdown:
 
     def on_load():  # each page shows the current choice
         titles = [info.title for info in state.models.checkpoints()]
-        chosen = state.options["sd_model_checkpoint"]
+        chosen = state.models.selected_title()  # the list's own title, hash included once known
         return gr.update(choices=titles, value=chosen if chosen in titles else (titles[0] if titles else None))
 
     notice = gr.Markdown(demo_notice(state), elem_id="demo_model_notice")
     dropdown.input(choose, dropdown, None)  # user choices only, not the page-load update
     refresh.click(refresh_list, dropdown, dropdown).then(lambda: demo_notice(state), None, notice)
     demo.load(on_load, None, dropdown)
-    vae_dropdown(state, demo)
+    vae_dropdown(state, demo, sessions)
     return dropdown
 
 
-def vae_dropdown(state: SharedState, demo: gr.Blocks) -> gr.Dropdown:
+def choose_setting(state: SharedState, sessions: "Sessions", request: gr.Request | None, key: str, value) -> None:
+    """A quick setting (checkpoint, VAE). With a login, only admins change it for everyone (config.json);
+    anyone else's choice applies to their own session's jobs, so the dropdown still works for them."""
+    if not state.access.is_admin(ui_caller(request).user):
+        sessions.choose(request, key, value)
+        return
+    try:
+        state.options.update({key: value})
+    except OptionsError as error:
+        gr.Warning(str(error))
+
+
+def vae_dropdown(state: SharedState, demo: gr.Blocks, sessions: "Sessions") -> gr.Dropdown:
     """A1111's "SD VAE" quick setting: Automatic (named like the checkpoint), None, or a file."""
     from ..models.vae import state_vaes
 
@@ -77,14 +86,12 @@ def vae_dropdown(state: SharedState, demo: gr.Blocks) -> gr.Dropdown:
         dropdown = gr.Dropdown(choices(), value=state.options["sd_vae"], label="SD VAE", elem_id="setting_sd_vae",
                                scale=0, min_width=280)
 
-    def choose(name):
-        try:
-            state.options.update({"sd_vae": name})
-        except OptionsError as error:
-            gr.Warning(str(error))
+    def choose(name, request: gr.Request):
+        choose_setting(state, sessions, request, "sd_vae", name)
 
     dropdown.input(choose, dropdown, None)
-    dropdown.focus(lambda current: gr.update(choices=choices(), value=current), dropdown, dropdown)
+    # New choices only: sending the value back too could undo a pick made while this round trip ran.
+    dropdown.focus(lambda: gr.update(choices=choices()), None, dropdown)
     demo.load(lambda: gr.update(choices=choices(), value=state.options["sd_vae"]), None, dropdown)
     return dropdown
 
@@ -129,7 +136,7 @@ def size_batch_cfg_controls(controls: Controls, tab: str) -> None:
         with gr.Column(scale=4):
             controls.fields["width"] = gr.Slider(64, 2048, value=controls.defaults.get("width", 512), step=8, label="Width", elem_id=f"{tab}_width")
             controls.fields["height"] = gr.Slider(64, 2048, value=controls.defaults.get("height", 512), step=8, label="Height", elem_id=f"{tab}_height")
-        with gr.Column(scale=1, min_width=120):
+        with gr.Column(scale=1, min_width=200):  # room for a slider's number box and track
             controls.fields["n_iter"] = gr.Slider(1, 100, value=1, step=1, label="Batch count", elem_id=f"{tab}_batch_count")
             controls.fields["batch_size"] = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id=f"{tab}_batch_size")
     controls.fields["cfg_scale"] = gr.Slider(1, 30, value=controls.defaults.get("cfg_scale", 7.0), step=0.5, label="CFG Scale", elem_id=f"{tab}_cfg_scale")
@@ -139,13 +146,14 @@ def seed_controls(controls: Controls, tab: str, last_seeds: gr.State) -> None:
     """Seed with dice (-1) and recycle (last seed), and the variation seed accordion."""
     with gr.Row():
         seed = gr.Number(-1, label="Seed", precision=0, elem_id=f"{tab}_seed", scale=4)
-        dice = gr.Button(RANDOM_SEED_LABEL, elem_id=f"{tab}_random_seed", scale=0, min_width=40)
-        reuse = gr.Button(REUSE_SEED_LABEL, elem_id=f"{tab}_reuse_seed", scale=0, min_width=40)
+        dice = icons.icon_button(icons.RANDOM, "Random seed (-1)", f"{tab}_random_seed")
+        reuse = icons.icon_button(icons.REUSE, "Reuse the seed of the selected image", f"{tab}_reuse_seed")
     with gr.Accordion("Extra", open=False, elem_id=f"{tab}_subseed_accordion"):
         with gr.Row():
             subseed = gr.Number(-1, label="Variation seed", precision=0, elem_id=f"{tab}_subseed", scale=4)
-            sub_dice = gr.Button(RANDOM_SEED_LABEL, elem_id=f"{tab}_random_subseed", scale=0, min_width=40)
-            sub_reuse = gr.Button(REUSE_SEED_LABEL, elem_id=f"{tab}_reuse_subseed", scale=0, min_width=40)
+            sub_dice = icons.icon_button(icons.RANDOM, "Random variation seed (-1)", f"{tab}_random_subseed")
+            sub_reuse = icons.icon_button(icons.REUSE, "Reuse the variation seed of the selected image",
+                                          f"{tab}_reuse_subseed")
             strength = gr.Slider(0, 1, value=0, step=0.01, label="Variation strength", elem_id=f"{tab}_subseed_strength")
         with gr.Row():
             resize_w = gr.Slider(0, 2048, value=0, step=8, label="Resize seed from width", elem_id=f"{tab}_seed_resize_from_w")
@@ -196,7 +204,12 @@ class OutputPanel:
 def output_panel(tab: str, last_seeds: gr.State) -> OutputPanel:
     progress = gr.HTML("", elem_id=f"{tab}_progress")
     preview = gr.Image(label="Live preview", visible=False, interactive=False, elem_id=f"{tab}_preview", height=320)
-    gallery = gr.Gallery(label="Output", columns=4, height=420, elem_id=f"{tab}_gallery", interactive=False)
+    gallery = gr.Gallery(label="Output", columns=4, height=420, elem_id=f"{tab}_gallery", interactive=False,
+                         format="png",  # lossless: Gradio's default, webp, changes pixels
+                         # The whole image, never cropped: new results open in the preview, which
+                         # fits the image into the gallery (wire_generation); the grid keeps four
+                         # columns, so one result is not a full-width square cell taller than the gallery.
+                         preview=True, object_fit="contain", fit_columns=False)
     with gr.Row():
         send_img2img = gr.Button("Send to img2img", elem_id=f"{tab}_send_to_img2img")
         send_inpaint = gr.Button("Send to inpaint", elem_id=f"{tab}_send_to_inpaint")
@@ -243,6 +256,7 @@ class Sessions:
     def __init__(self, state: SharedState):
         self.state = state
         self._jobs: dict[tuple[str, str], str] = {}
+        self._choices: dict[str, dict] = {}  # owner -> the quick settings a non-admin chose for their own jobs
 
     @staticmethod
     def owner(request: gr.Request | None) -> str:
@@ -251,9 +265,12 @@ class Sessions:
     def submit(self, tab: str, kind: str, params, request: gr.Request | None, script_args: list | None = None):
         owner = self.owner(request)
         job = self.state.queue.submit(kind, params, owner, task_id=f"task({uuid.uuid4().hex[:15]})",
-                                      script_args=script_args)
+                                      script_args=script_args, override_settings=self._choices.get(owner))
         self._jobs[(owner, tab)] = job.id
         return job
+
+    def choose(self, request: gr.Request | None, key: str, value) -> None:
+        self._choices.setdefault(self.owner(request), {})[key] = value
 
     def interrupt(self, tab: str, request: gr.Request) -> None:
         task_id = self._jobs.get((self.owner(request), tab))
@@ -282,8 +299,8 @@ class Sessions:
         seeds = list(zip(result.seeds, result.subseeds)) if result is not None else []
         if job.status == "failed":
             message = error_html(job.error or "the job failed")
-        elif job.status == "interrupted" and not images:
-            message = '<div class="progress-text">Interrupted</div>'
+        elif job.status == "interrupted":  # the images shown are what was finished, the last one as far as it got
+            message = f'<div class="progress-text">Interrupted{"" if images else ": nothing was finished"}</div>'
         else:
             message = ""
         stored = {"images": images, "infotexts": infotexts, "seeds": seeds}

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from ..networks import library_for_flags
 from ..networks.embeddings import database_for
 from ..state import SharedState
+from . import icons
+from .common import Sessions, choose_setting
 
 PREVIEW_SUFFIXES = (".png", ".preview.png", ".jpg", ".jpeg", ".webp")  # beside the file, as A1111
 CARD_SIZE = 160
@@ -22,8 +24,9 @@ def _preview(path) -> Image.Image | str:
         candidate = path.with_name(path.stem + suffix)
         if candidate.is_file():
             return str(candidate)
-    card = Image.new("RGB", (CARD_SIZE, CARD_SIZE), (58, 62, 74))  # a plain card without a preview
-    ImageDraw.Draw(card).text((10, CARD_SIZE - 24), path.stem[:22], fill=(230, 230, 230))
+    card = Image.new("RGB", (CARD_SIZE, CARD_SIZE), (58, 62, 74))  # a plain card without a preview: its name
+    ImageDraw.Draw(card).text((CARD_SIZE / 2, CARD_SIZE / 2), path.stem[:14], fill=(230, 230, 230),
+                              font=ImageFont.load_default(size=18), anchor="mm")
     return card
 
 
@@ -74,40 +77,74 @@ def _checkpoint_cards(state: SharedState, rescan: bool) -> list[Card]:
     return [Card(info.name, info.path, info.title, "") for info in infos]
 
 
-SECTIONS = {"Lora": _lora_cards, "Textual Inversion": _embedding_cards, "Checkpoints": _checkpoint_cards}
+def _empty_hint(what: str, folder) -> str:
+    return f"No {what} yet: put them in `{folder}` and press {icons.REFRESH} Refresh."
 
 
-def extra_networks(state: SharedState, prompt: gr.Textbox, tab: str) -> None:
+def _lora_hint(state: SharedState) -> str:
+    return _empty_hint("LoRA files (`.safetensors`)", library_for_flags(state.flags).directory)
+
+
+def _embedding_hint(state: SharedState) -> str:
+    directory = database_for(state).directory
+    return _empty_hint("textual inversion embeddings (`.safetensors`, `.pt`) for this model", directory)
+
+
+def _checkpoint_hint(state: SharedState) -> str:
+    return _empty_hint("checkpoints (`.safetensors`)", state.models.models_dir)
+
+
+# Tab label -> (its cards, what to say while there are none).
+SECTIONS = {
+    "Lora": (_lora_cards, _lora_hint),
+    "Textual Inversion": (_embedding_cards, _embedding_hint),
+    "Checkpoints": (_checkpoint_cards, _checkpoint_hint),
+}
+
+
+def extra_networks(state: SharedState, prompt: gr.Textbox, tab: str, sessions: Sessions) -> None:
     """Cards for LoRAs, embeddings and checkpoints: a click adds the tag (or the embedding's
     name) to the prompt, or chooses the checkpoint for the next job."""
     with gr.Accordion("Extra networks", open=False, elem_id=f"{tab}_extra_networks"):
         with gr.Row():
             search = gr.Textbox(label="Search", scale=4, elem_id=f"{tab}_extra_search")
-            refresh = gr.Button("Refresh", scale=1, elem_id=f"{tab}_extra_refresh")
+            refresh = icons.icon_button(f"{icons.REFRESH} Refresh", "Look for new LoRA, embedding and checkpoint files",
+                                        f"{tab}_extra_refresh", scale=1)
         with gr.Tabs():
-            for label, source in SECTIONS.items():
+            for label, (source, hint) in SECTIONS.items():
                 with gr.Tab(label):
-                    _section(state, prompt, tab, label, source, search, refresh)
+                    _section(state, prompt, tab, label, source, hint, search, refresh, sessions)
 
 
-def _section(state, prompt, tab, label, source, search, refresh) -> None:
+def _section(state, prompt, tab, label, source, hint, search, refresh, sessions) -> None:
+    def listing(query: str, rescan: bool = False):
+        """(gallery items, their cards, a message in place of the gallery or "")."""
+        every = source(state, rescan)
+        cards = [c for c in every if (query or "").lower() in c.caption.lower()]
+        message = hint(state) if not every else "" if cards else f"Nothing matches \"{query}\"."
+        return [(_preview(c.path), c.caption) for c in cards], cards, message
+
     def shown(query: str, rescan: bool = False):
-        cards = [c for c in source(state, rescan) if (query or "").lower() in c.caption.lower()]
-        return [(_preview(c.path), c.caption) for c in cards], cards
+        items, cards, message = listing(query, rescan)
+        return gr.update(value=items, visible=bool(cards)), cards, gr.update(value=message, visible=bool(message))
 
-    first_items, first_cards = shown("")
-    cards_state = gr.State(first_cards)
-    gallery = gr.Gallery(first_items, label=label, columns=6, height="auto", allow_preview=False,
-                         elem_id=f"{tab}_{label.lower().replace(' ', '_')}_cards")
+    key = f"{tab}_{label.lower().replace(' ', '_')}"
+    items, cards, message = listing("")
+    cards_state = gr.State(cards)
+    # Without cards: where the files go, instead of Gradio's empty image placeholder.
+    empty = gr.Markdown(message, visible=bool(message), elem_id=f"{key}_empty")
+    # Six columns even for one card: fitting the columns to the cards made a lone card as wide as the panel.
+    gallery = gr.Gallery(items, label=label, columns=6, height="auto", allow_preview=False, fit_columns=False,
+                         visible=bool(cards), elem_id=f"{key}_cards")
 
-    def choose(current: str, cards: list[Card], evt: gr.SelectData):
+    def choose(current: str, cards: list[Card], evt: gr.SelectData, request: gr.Request):
         card = cards[evt.index]
-        if not card.insert:  # a checkpoint: the queue loads it for the next job
-            state.options.update({"sd_model_checkpoint": state.models.find(card.name).title})
+        if not card.insert:  # a checkpoint: the queue loads it for the next job (as the checkpoint list's choice)
+            choose_setting(state, sessions, request, "sd_model_checkpoint", state.models.find(card.name).title)
             gr.Info(f"{card.name} will be used for the next image")
             return current
         return current if card.insert in current else f"{current.rstrip()} {card.insert}".strip()
 
-    search.change(shown, search, [gallery, cards_state])
-    refresh.click(lambda query: shown(query, rescan=True), search, [gallery, cards_state])
+    search.change(shown, search, [gallery, cards_state, empty])
+    refresh.click(lambda query: shown(query, rescan=True), search, [gallery, cards_state, empty])
     gallery.select(choose, [prompt, cards_state], prompt)

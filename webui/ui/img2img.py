@@ -13,6 +13,7 @@ from ..generation.params import ParamsError
 from ..state import SharedState
 from .common import (Controls, OutputPanel, Sessions, numeric_params, output_panel, pasted_values, sampler_controls,
                      seed_controls, size_batch_cfg_controls)
+from .extra_networks import extra_networks
 from .scripts import paste_into, script_ui
 from .txt2img import GenerationTab, prompt_row, wire_generation
 
@@ -68,6 +69,7 @@ def mode_selected(index: int):
 def build(state: SharedState, sessions: Sessions) -> Img2ImgTab:
     controls = Controls(defaults=state.models.generation_defaults())
     buttons = prompt_row(state, controls, "img2img")
+    extra_networks(state, controls["prompt"], "img2img", sessions)
     images: dict = {}
     mode = gr.State(0)
     with gr.Row():
@@ -75,24 +77,24 @@ def build(state: SharedState, sessions: Sessions) -> Img2ImgTab:
             with gr.Tabs(elem_id="mode_img2img") as mode_tabs:
                 tabs = []
                 with gr.Tab("img2img", id="img2img", elem_id="img2img_img2img_tab") as tab:
-                    images["img2img"] = gr.Image(label="Image for img2img", type="pil", image_mode="RGBA",
+                    images["img2img"] = gr.Image(label="Image for img2img", type="pil", image_mode="RGBA", format="png",
                                                  sources=["upload", "clipboard"], elem_id="img2img_image", height=420)
                     tabs.append(tab)
                 with gr.Tab("Sketch", id="sketch", elem_id="img2img_img2img_sketch_tab") as tab:
-                    images["sketch"] = gr.ImageEditor(label="Image for img2img", type="pil", elem_id="img2img_sketch",
+                    images["sketch"] = gr.ImageEditor(label="Image for img2img", type="pil", format="png", elem_id="img2img_sketch",
                                                       sources=["upload", "clipboard"], height=420,
                                                       brush=gr.Brush(color_mode="defaults"))
                     tabs.append(tab)
                 with gr.Tab("Inpaint", id="inpaint", elem_id="img2img_inpaint_tab") as tab:
-                    images["inpaint"] = gr.ImageMask(label="Image for inpainting with mask", type="pil",
+                    images["inpaint"] = gr.ImageMask(label="Image for inpainting with mask", type="pil", format="png",
                                                      elem_id="img2maskimg", sources=["upload", "clipboard"], height=420,
                                                      brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"),
                                                      layers=gr.LayerOptions(allow_additional_layers=False))
                     tabs.append(tab)
                 with gr.Tab("Inpaint upload", id="inpaint_upload", elem_id="img2img_inpaint_upload_tab") as tab:
                     images["inpaint_upload"] = (
-                        gr.Image(label="Image for img2img", type="pil", image_mode="RGBA", elem_id="img_inpaint_base"),
-                        gr.Image(label="Mask", type="pil", image_mode="L", elem_id="img_inpaint_mask"),
+                        gr.Image(label="Image for img2img", type="pil", image_mode="RGBA", format="png", elem_id="img_inpaint_base"),
+                        gr.Image(label="Mask", type="pil", image_mode="L", format="png", elem_id="img_inpaint_mask"),
                     )
                     tabs.append(tab)
             controls.fields["resize_mode"] = gr.Radio(list(RESIZE_MODES), value=RESIZE_MODES[0], type="index",

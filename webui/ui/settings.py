@@ -14,10 +14,11 @@ from collections import defaultdict
 
 import gradio as gr
 
+from ..auth import ui_caller
 from ..generation.conditioning import EMPHASIS_MODES
 from ..generation.rng import SOURCES
 from ..state import OptionsError, SharedState
-from . import gradio_compat
+from . import gradio_compat, icons
 from .ui_components import ToolButton
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ FIELDS = {
     "samples_filename_pattern": ("Images filename pattern", *TEXT),
     "outdir_txt2img_samples": ("Output directory for txt2img images", *TEXT),
     "outdir_img2img_samples": ("Output directory for img2img images", *TEXT),
+    "api_cancel_on_disconnect": ("Cancel the job of an API client that disconnects", *CHECKBOX),
 }
 
 
@@ -91,7 +93,7 @@ def extension_option(state: SharedState, key: str, info, locked: bool):
             return component(**kwargs)
         with gr.Row():
             created = component(**kwargs)
-            refresh = ToolButton(value="\U0001f504", elem_id=f"refresh_{key}")
+            refresh = ToolButton(value=icons.REFRESH, elem_id=f"refresh_{key}")  # titled "Refresh" by icons
 
     def refreshed():
         info.refresh()
@@ -121,11 +123,21 @@ def extension_options(state: SharedState, frozen: bool) -> dict:
     return components
 
 
+def load_warnings_html(state: SharedState) -> str:
+    warnings = state.options.load_warnings
+    if not warnings:
+        return ""
+    items = "".join(f"<li>{html.escape(warning)}</li>" for warning in warnings)
+    return f'<div class="error" style="color:#c0392b">Settings read with problems:<ul>{items}</ul></div>'
+
+
 def build(state: SharedState) -> None:
     frozen = state.options.frozen
     with gr.Row():
         apply = gr.Button("Apply settings", variant="primary", elem_id="settings_submit", interactive=not frozen)
     result = gr.HTML(elem_id="settings_result")
+    # What was wrong in config.json at start (those settings are at their defaults until saved again).
+    gr.HTML(lambda: load_warnings_html(state), elem_id="settings_load_warnings")
     components = {}
     with gr.Column(elem_id="settings"):
         for key, (label, component, arguments) in FIELDS.items():
@@ -137,7 +149,10 @@ def build(state: SharedState) -> None:
     labels = {key: FIELDS[key][0] if key in FIELDS else plain(state.options.registered()[key].label) or key
               for key in components}
 
-    def save(data: dict):
+    def save(data: dict, request: gr.Request):
+        refusal = state.access.refusal(ui_caller(request), "change the settings, which apply to everyone")
+        if refusal is not None:  # checked here, on the server, whatever the page shows
+            return f'<div class="error" style="color:#c0392b">{html.escape(refusal)}</div>'
         stored, defaults = state.options.as_dict(), state.options.defaults()
         changes = {key: typed(defaults.get(key), data[c]) for key, c in components.items()
                    if typed(defaults.get(key), data[c]) != stored.get(key)}

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import gradio as gr
 
-from ..generation.params import ParamsError, Txt2ImgParams
+from ..generation.params import SAME_SAMPLER, SAME_SCHEDULER, Limits, ParamsError, Txt2ImgParams
 from ..generation.samplers import sampler_names, scheduler_labels
 from ..generation.upscalers import upscaler_names
 from ..state import SharedState
-from ..styles import apply_styles, read_styles, save_style
+from ..styles import StylesFile, apply_styles, load_styles, save_style
 from .common import (Controls, OutputPanel, Sessions, error_html, numeric_params, output_panel, sampler_controls,
                      seed_controls, size_batch_cfg_controls)
 from .extra_networks import extra_networks
 from .scripts import ScriptUI, paste_into, script_ui
 
-SAME_SAMPLER = "Use same sampler"
-SAME_SCHEDULER = "Use same scheduler"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -40,33 +40,51 @@ def prompt_row(state: SharedState, controls: Controls, tab: str) -> PromptButton
             controls.fields["prompt"] = gr.Textbox(label="Prompt", lines=3, elem_id=f"{tab}_prompt",
                                                    placeholder="Prompt (press Ctrl+Enter to generate)")
             controls.fields["negative_prompt"] = gr.Textbox(label="Negative prompt", lines=2, elem_id=f"{tab}_neg_prompt")
-        with gr.Column(scale=1, min_width=160):
+        with gr.Column(scale=1, min_width=220):  # wide enough for "Interrupt" and "Skip" side by side
             generate = gr.Button("Generate", variant="primary", elem_id=f"{tab}_generate")
-            with gr.Row():
-                interrupt = gr.Button("Interrupt", elem_id=f"{tab}_interrupt", min_width=60)
-                skip = gr.Button("Skip", elem_id=f"{tab}_skip", min_width=60)
+            with gr.Row():  # shown in Generate's place while a job runs (wire_generation)
+                interrupt = gr.Button("Interrupt", elem_id=f"{tab}_interrupt", min_width=60, visible=False)
+                skip = gr.Button("Skip", elem_id=f"{tab}_skip", min_width=60, visible=False)
             styles = style_controls(state, controls, tab)
     return PromptButtons(generate, interrupt, skip, styles)
 
 
 def style_controls(state: SharedState, controls: Controls, tab: str) -> gr.Dropdown:
     """A1111's styles: pick saved ones (applied at Generate) or save the current prompts as one."""
-    styles = gr.Dropdown(list(read_styles(state)), value=[], multiselect=True, label="Styles",
+    found = load_styles(state)
+    styles = gr.Dropdown(list(found.styles), value=[], multiselect=True, label="Styles",
                          elem_id=f"{tab}_styles")
+    # What is wrong with styles.csv, under the picker: otherwise a lost style is only missing from the list.
+    problems = gr.Markdown(styles_problems_note(found), visible=bool(found.problems),
+                           elem_id=f"{tab}_styles_problems")
     with gr.Accordion("Save style", open=False):
         name = gr.Textbox(label="Style name", elem_id=f"{tab}_style_name")
         save = gr.Button("Save prompts as style", elem_id=f"{tab}_style_save")
+
+    def reread(**dropdown):
+        found = load_styles(state)
+        note = gr.update(value=styles_problems_note(found), visible=bool(found.problems))
+        return gr.update(choices=list(found.styles), **dropdown), note
 
     def save_current(style_name, prompt, negative_prompt, chosen):
         try:
             save_style(state, style_name, prompt, negative_prompt)
         except (ParamsError, OSError) as error:
             gr.Warning(str(error))
-        return gr.update(choices=list(read_styles(state)), value=chosen)
+        return reread(value=chosen)
 
-    save.click(save_current, [name, controls["prompt"], controls["negative_prompt"], styles], styles)
-    styles.focus(lambda chosen: gr.update(choices=list(read_styles(state)), value=chosen), styles, styles)
+    save.click(save_current, [name, controls["prompt"], controls["negative_prompt"], styles], [styles, problems])
+    # New choices only: sending the value back too could undo a pick made while this round trip ran.
+    styles.focus(reread, None, [styles, problems])
     return styles
+
+
+def styles_problems_note(found: StylesFile) -> str:
+    """The Markdown shown under the Styles picker when styles.csv has problems ("" when none)."""
+    if not found.problems:
+        return ""
+    return "**styles.csv has problems**; the list holds the styles that could be read:\n\n" + "\n".join(
+        f"- {problem}" for problem in found.problems)
 
 
 def hires_controls(controls: Controls) -> None:
@@ -90,19 +108,29 @@ def hires_controls(controls: Controls) -> None:
                                                              label="Hires sampling method", elem_id="hr_sampler")
             controls.fields["hr_scheduler"] = gr.Dropdown([SAME_SCHEDULER, *scheduler_labels()], value=SAME_SCHEDULER,
                                                           label="Hires schedule type", elem_id="hr_scheduler")
-        controls.fields["hr_prompt"] = gr.Textbox(label="Hires prompt", lines=2, elem_id="hires_prompt",
+        # value="": the accordion starts closed, and a never-drawn Textbox sends its initial value (None by default).
+        controls.fields["hr_prompt"] = gr.Textbox("", label="Hires prompt", lines=2, elem_id="hires_prompt",
                                                   placeholder="Leave empty to use the same prompt as the first pass")
-        controls.fields["hr_negative_prompt"] = gr.Textbox(label="Hires negative prompt", lines=2, elem_id="hires_neg_prompt",
+        controls.fields["hr_negative_prompt"] = gr.Textbox("", label="Hires negative prompt", lines=2,
+                                                           elem_id="hires_neg_prompt",
                                                            placeholder="Leave empty to use the same negative prompt")
 
 
 def txt2img_params(state: SharedState, values: dict) -> Txt2ImgParams:
-    values = numeric_params(values)
-    if values.get("hr_sampler_name") == SAME_SAMPLER:
-        values["hr_sampler_name"] = ""
-    if values.get("hr_scheduler") == SAME_SCHEDULER:
-        values["hr_scheduler"] = ""
-    return Txt2ImgParams(**values)  # the queue fills the settings from the options
+    return Txt2ImgParams(**numeric_params(values))  # the queue fills the settings from the options
+
+
+def _outputs_update(panel_update: tuple | None = None, running: bool | None = None) -> tuple:
+    """One update for `wire_generation`'s outputs: the panel's (`Sessions.follow`'s; none when
+    None), the selected index, then Generate/Interrupt/Skip: those shown while `running` (left
+    alone when None)."""
+    update = list(panel_update or [gr.skip() for _ in range(6)])  # in OutputPanel.outputs()'s order
+    images, selected = update[2], gr.skip()
+    if isinstance(images, list):  # new images: opened on the first, as the preview fits it whole in the gallery
+        update[2], selected = gr.update(value=images, selected_index=0 if images else None), 0
+    buttons = [gr.skip()] * 3 if running is None else [gr.update(visible=not running), gr.update(visible=running),
+                                                       gr.update(visible=running)]
+    return *update, selected, *buttons
 
 
 def wire_generation(state: SharedState, sessions: Sessions, tab: str, kind: str, buttons, controls: Controls,
@@ -115,19 +143,31 @@ def wire_generation(state: SharedState, sessions: Sessions, tab: str, kind: str,
     def run(data: dict, request: gr.Request):
         try:
             params = make_params(state, data)
+            params.limits = Limits.from_flags(state.flags)  # the server's (--max-*), checked before queueing
             if data.get(buttons.styles):
                 params.prompt, params.negative_prompt = apply_styles(
                     state, data[buttons.styles], params.prompt, params.negative_prompt)
             params.validate()
         except ParamsError as error:
-            yield error_html(str(error)), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            yield _outputs_update((error_html(str(error)), *[gr.skip()] * 5))
             return
         script_args = scripts.values(data) if scripts is not None else None
-        yield from sessions.follow(sessions.submit(tab, kind, params, request, script_args))
+        job = sessions.submit(tab, kind, params, request, script_args)
+        # As A1111: Interrupt and Skip take Generate's place while the job is queued or running.
+        yield _outputs_update(running=True)
+        try:
+            for update in sessions.follow(job):
+                yield _outputs_update(update)
+        except Exception as error:  # whatever happens, the page gets its Generate button back
+            log.exception("following job %s failed", job.id)
+            yield _outputs_update((error_html(str(error)), *[gr.skip()] * 5))
+        yield _outputs_update(running=False)
 
     inputs = controls.inputs() | set(extra_inputs) | {buttons.styles} | (scripts.components() if scripts else set())
+    outputs = [*panel.outputs(), panel.selected, generate, interrupt, skip]  # as _outputs_update
     for trigger in (generate.click, controls["prompt"].submit):
-        trigger(run, inputs, panel.outputs(), concurrency_limit=None, show_progress="hidden")
+        trigger(run, inputs, outputs, concurrency_limit=None, show_progress="hidden")
+
     def on_interrupt(request: gr.Request):
         sessions.interrupt(tab, request)
 
@@ -141,7 +181,7 @@ def wire_generation(state: SharedState, sessions: Sessions, tab: str, kind: str,
 def build(state: SharedState, sessions: Sessions) -> GenerationTab:
     controls = Controls(defaults=state.models.generation_defaults())
     buttons = prompt_row(state, controls, "txt2img")
-    extra_networks(state, controls["prompt"], "txt2img")
+    extra_networks(state, controls["prompt"], "txt2img", sessions)
     with gr.Row():
         with gr.Column(scale=1, elem_id="txt2img_settings"):
             sampler_controls(controls, "txt2img")

@@ -20,13 +20,15 @@ import gradio as gr
 from PIL import Image
 
 from modules import images, processing, scripts, sd_models, sd_samplers, shared
+from modules.errors import InvalidInput  # ours: a value the user must change (the API answers 400)
 from modules.processing import Processed, process_images
 from modules.ui_components import ToolButton
 
 RANGE = re.compile(r"^\s*([+-]?\s*\d+(?:\.\d*)?)\s*-\s*([+-]?\s*\d+(?:\.\d*)?)"
                    r"\s*(?:\(\s*([+-]\s*\d+(?:\.\d*)?)\s*\)|\[\s*(\d+)\s*\])?\s*$")
 SIZE = re.compile(r"^\s*(\d+)\s*[x×]\s*(\d+)\s*$")
-FILL_SYMBOL = "\U0001f4d2"  # the "fill with all choices" button
+DEFAULT_MOST_IMAGES = 800  # when p carries no server limit (p.limits, --max-images): A1111's UI maximum
+FILL_SYMBOL = "\u21ca"  # ⇊, the "fill with all choices" button (a text font symbol: no emoji font needed)
 
 
 @dataclass
@@ -63,7 +65,7 @@ def set_option(key):
 def apply_prompt_sr(p, value, values):
     search = values[0]
     if search not in p.prompt and search not in p.negative_prompt:
-        raise RuntimeError(f"Prompt S/R did not find {search} in prompt or negative prompt.")
+        raise InvalidInput(f"Prompt S/R did not find {search} in prompt or negative prompt.")
     p.prompt = p.prompt.replace(search, value)
     p.negative_prompt = p.negative_prompt.replace(search, value)
 
@@ -71,7 +73,7 @@ def apply_prompt_sr(p, value, values):
 def apply_size(p, value, values):
     match = SIZE.match(value)
     if not match:
-        raise RuntimeError(f"Size: {value!r} is not WIDTHxHEIGHT")
+        raise InvalidInput(f"Size: {value!r} is not WIDTHxHEIGHT")
     p.width, p.height = int(match[1]), int(match[2])
 
 
@@ -93,14 +95,22 @@ def confirm_choices(choices):
         known = {name.lower() for name in choices()}
         for value in values:
             if value.lower() not in known:
-                raise RuntimeError(f"Unknown value: {value} (choose from {', '.join(choices())})")
+                raise InvalidInput(f"Unknown value: {value} (choose from {', '.join(choices())})")
+    return confirm
+
+
+def confirm_range(low, high):
+    def confirm(p, values):
+        for value in values:
+            if not low <= value <= high:
+                raise InvalidInput(f"{value} is out of range: values must be between {low} and {high}")
     return confirm
 
 
 def confirm_checkpoints(p, values):
     for value in values:
         if sd_models.get_closet_checkpoint_match(value) is None:
-            raise RuntimeError(f"Unknown checkpoint: {value}")
+            raise InvalidInput(f"Unknown checkpoint: {value}")
 
 
 def apply_checkpoint(p, value, values):
@@ -122,7 +132,7 @@ AXES = [
          confirm=confirm_checkpoints, cost=1),
     Axis("Schedule type", str, set_field("scheduler"), choices=scheduler_labels,
          confirm=confirm_choices(scheduler_labels)),
-    Axis("Clip skip", int, set_option("CLIP_stop_at_last_layers")),
+    Axis("Clip skip", int, set_option("CLIP_stop_at_last_layers"), confirm=confirm_range(1, 12)),
     Axis("Denoising", float, set_field("denoising_strength")),
     Axis("Size", str, apply_size, label_value=False),
 ]
@@ -130,23 +140,34 @@ AXES = [
 
 def split_values(text: str) -> list[str]:
     """Comma separated values, CSV quoting allowed ("a, b", c)."""
+    if not isinstance(text, (str, type(None))):
+        raise InvalidInput(f"axis values must be text, not {type(text).__name__}")
     rows = csv.reader(io.StringIO(text or ""), skipinitialspace=True)
     return [value.strip() for value in itertools.chain.from_iterable(rows) if value.strip()]
 
 
-def expand_range(text: str, kind: type) -> list:
-    """One value, or the values of a range: "1-5", "1-5 (+2)", "1-3 [5]"."""
+def expand_range(text: str, kind: type, most: int = DEFAULT_MOST_IMAGES) -> list:
+    """One value, or the values of a range: "1-5", "1-5 (+2)", "1-3 [5]"; at most `most` of them (each value is
+    at least one image: the count is checked before the values are made)."""
     match = RANGE.match(text)
     if not match:
-        return [kind(text)]
+        try:
+            return [kind(text)]
+        except ValueError:
+            raise InvalidInput(f"{text!r} is not a {'whole number' if kind is int else 'number'}") from None
     start, end = (float(match[i].replace(" ", "")) for i in (1, 2))
     if match[4]:
         count = int(match[4])
+        if count > most:
+            raise InvalidInput(f"{text}: {count} values; at most {most} images are allowed per request")
         points = [start + (end - start) * i / (count - 1) for i in range(count)] if count > 1 else [start]
     else:
         step = float(match[3].replace(" ", "")) if match[3] else 1.0
         if step == 0:
-            raise RuntimeError(f"{text}: a range's step cannot be 0")
+            raise InvalidInput(f"{text}: a range's step cannot be 0")
+        if (end - start) / step + 1 > most:
+            raise InvalidInput(f"{text}: {int((end - start) / step) + 1} values; at most {most} images are allowed "
+                               f"per request")
         points, value = [], start
         while (value <= end + 1e-9) if step > 0 else (value >= end - 1e-9):
             points.append(value)
@@ -154,18 +175,30 @@ def expand_range(text: str, kind: type) -> list:
     return [int(v) for v in points] if kind is int else [round(v, 8) for v in points]
 
 
-def axis_values(axis: Axis, text: str, chosen: list, use_text: bool) -> list:
+def axis_values(axis: Axis, text: str, chosen: list, use_text: bool, most: int = DEFAULT_MOST_IMAGES) -> list:
     if axis.label == "Nothing":
         return [None]
     if axis.choices is not None and not use_text and chosen:  # else the text (API callers often send text)
+        if not isinstance(chosen, list) or not all(isinstance(value, str) for value in chosen):
+            raise InvalidInput(f"{axis.label}: the chosen values must be a list of names")
         values = list(chosen)
     elif axis.kind is str:
         values = split_values(text)
     else:
-        values = [v for part in split_values(text) for v in expand_range(part, axis.kind)]
+        try:
+            values = [v for part in split_values(text) for v in expand_range(part, axis.kind, most)]
+        except InvalidInput as error:
+            raise InvalidInput(f"{axis.label}: {error}") from None
     if not values:
-        raise RuntimeError(f"{axis.label}: no values given")
+        raise InvalidInput(f"{axis.label}: no values given")
+    if len(values) > most:
+        raise InvalidInput(f"{axis.label}: {len(values)} values; at most {most} images are allowed per request")
     return values
+
+
+def most_images(p) -> int:
+    """The images one request may make: the server's limit (--max-images) that our p carries."""
+    return getattr(getattr(p, "limits", None), "images", None) or DEFAULT_MOST_IMAGES
 
 
 class Script(scripts.Script):
@@ -233,9 +266,15 @@ class Script(scripts.Script):
         axes = [find_axis(current, t) for t in (x_type, y_type, z_type)]
         used = [axis.label for axis in axes if axis.label != "Nothing"]
         if len(used) != len(set(used)):
-            raise RuntimeError("Each axis must have a different type")
+            raise InvalidInput("Each axis must have a different type")
+        if isinstance(margin_size, bool) or not isinstance(margin_size, (int, float)) or not 0 <= margin_size <= 500:
+            raise InvalidInput(f"Grid margins must be a number of pixels from 0 to 500, not {margin_size!r}")
+        most = most_images(p)
         texts, chosen = (x_values, y_values, z_values), (x_values_dropdown, y_values_dropdown, z_values_dropdown)
-        values = [axis_values(axis, text, pick, csv_mode) for axis, text, pick in zip(axes, texts, chosen)]
+        values = [axis_values(axis, text, pick, csv_mode, most) for axis, text, pick in zip(axes, texts, chosen)]
+        images_wanted = len(values[0]) * len(values[1]) * len(values[2]) * p.n_iter * p.batch_size
+        if images_wanted > most:
+            raise InvalidInput(f"The plot would make {images_wanted} images; at most {most} are allowed per request")
         for axis, vals in zip(axes, values):
             if axis.confirm is not None and vals != [None]:
                 axis.confirm(p, vals)
@@ -247,6 +286,7 @@ class Script(scripts.Script):
         raw = [text if axis.choices is None or csv_mode or not pick else ", ".join(map(str, pick))
                for axis, text, pick in zip(axes, texts, chosen)]
         plot = Plot(p, axes, values, raw, (vary_seeds_x, vary_seeds_y, vary_seeds_z), show_fixed=not no_fixed_seeds)
+        plot.check()
         plot.generate()
         return plot.result(draw_legend, include_lone_images, include_sub_grids, int(margin_size))
 
@@ -257,10 +297,12 @@ def find_axis(axes: list[Axis], chosen) -> Axis:
         for axis in axes:
             if axis.label.lower() == chosen.strip().lower():
                 return axis
-        raise RuntimeError(f"Unknown axis type: {chosen}")
+        raise InvalidInput(f"Unknown axis type: {chosen}")
+    if not isinstance(chosen, (int, str, type(None))) or isinstance(chosen, bool):
+        raise InvalidInput(f"Axis type must be an index or a name, not {chosen!r}")
     index = int(chosen or 0)
     if not 0 <= index < len(axes):
-        raise RuntimeError(f"Axis type index {index} is out of range")
+        raise InvalidInput(f"Axis type index {index} is out of range")
     return axes[index]
 
 
@@ -277,6 +319,17 @@ class Plot:
     def __init__(self, p, axes, values, raw, vary, show_fixed):
         self.p, self.axes, self.values, self.raw, self.vary, self.show_fixed = p, axes, values, raw, vary, show_fixed
         self.cells: dict[tuple[int, int, int], Processed] = {}
+
+    def positions(self):
+        return itertools.product(*(range(len(values)) for values in self.values))
+
+    def check(self) -> None:
+        """Every cell's parameters, before the first image: a bad value (Steps 5000, a size too big) is refused
+        at once rather than after the cells before it ran. Our p checks itself (to_params); A1111's has no check."""
+        for position in self.positions():
+            cell = self.cell_p(*position)
+            if hasattr(cell, "to_params"):
+                cell.to_params().validate()
 
     def generate(self) -> None:
         xs, ys, zs = self.values
