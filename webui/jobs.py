@@ -16,9 +16,11 @@ import secrets
 import threading
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 from .generation.denoiser import Interrupted, JobControl
+from .generation.images import output_folder_problem
 from .generation.params import ParamsError
 from .generation.img2img import img2img
 from .generation.processing import ModelUsed, Processed, txt2img
@@ -145,6 +147,20 @@ class JobQueue:
             self._stopping = False
             self._thread = threading.Thread(target=self._work, name="job-queue", daemon=True)
             self._thread.start()
+        self._check_outputs()
+
+    @property
+    def outputs_root(self) -> Path:
+        return self.state.flags.data_dir / "outputs"
+
+    def _check_outputs(self) -> None:
+        """Say in the log at start, not after the first job's compute, when images cannot be saved;
+        each job checks its folder again before sampling (generation/images.check_output_folder)."""
+        for kind in KINDS:
+            folder = self.outputs_root / f"{kind}-images"
+            if (problem := output_folder_problem(folder, shown_from=self.state.flags.data_dir)) is not None:
+                log.warning("images cannot be saved in %s: %s; jobs that save images will fail until "
+                            "this is fixed", folder, problem)
 
     def stop(self, timeout: float = 30.0) -> None:
         with self._cond:
@@ -224,7 +240,7 @@ class JobQueue:
         from .networks.embeddings import database_for  # textual inversion: the embeddings that fit a model
 
         job._batches, job._passes = p.n_iter, 2 if getattr(p, "enable_hr", False) else 1
-        root = self.state.flags.data_dir / "outputs"
+        root = self.outputs_root
         # LoRA: the library of --lora-dir (else models/Lora), shared so parsed files stay cached.
         networks = library_for_flags(self.state.flags)
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .devices import choose_devices
 from .extensions.callbacks import CallbackRegistry
 from .extensions.scripts import ScriptRegistry
@@ -23,7 +25,7 @@ from .generation.params import GenerationSettings
 from .models.discovery import (
     CheckpointInfo, CheckpointNotFound, available_checkpoints, find_checkpoint, with_hash,
 )
-from .models.loading import ModelSlot, own_defaults, read_metadata
+from .models.loading import CheckpointError, ModelSlot, checkpoint_problem, own_defaults, read_metadata
 from .models.model import SDModel
 
 log = logging.getLogger(__name__)
@@ -194,7 +196,12 @@ class Options:
 
 
 class ModelManager:
-    """Which checkpoints exist, and the one that is loaded (loaded on first use)."""
+    """Which checkpoints exist, and the one that is loaded (loaded on first use).
+
+    With no checkpoint chosen (no `sd_model_checkpoint`, no --ckpt) the default is the first one that
+    loads: one that is broken (a truncated download sorting first) is skipped with a warning, so it
+    cannot fail every job. A checkpoint the user chose fails its jobs with the reason instead.
+    """
 
     def __init__(self, flags: argparse.Namespace, options: Options):
         devices = choose_devices(flags.use_cpu, flags.precision, flags.no_half, flags.no_half_vae)
@@ -205,6 +212,7 @@ class ModelManager:
         self._list_lock = threading.Lock()  # the checkpoint list; never held while loading
         self._load_lock = threading.Lock()
         self._checkpoints: list[CheckpointInfo] = []
+        self._unloadable: dict[Path, str] = {}  # checkpoints found broken -> why; forgotten on refresh()
         self.on_loaded = None  # called with each newly loaded model (extensions' on_model_loaded)
         self.refresh()
 
@@ -217,6 +225,7 @@ class ModelManager:
                                       cache_path=self.cache_path)
         with self._list_lock:
             self._checkpoints = found
+            self._unloadable.clear()  # a file fixed or downloaded again gets another try
         return found
 
     def checkpoints(self) -> list[CheckpointInfo]:
@@ -226,11 +235,30 @@ class ModelManager:
     def find(self, name: str | None) -> CheckpointInfo:
         return find_checkpoint(name or None, self.checkpoints())
 
+    def _chosen(self) -> str | None:
+        return self.options["sd_model_checkpoint"] or self.flags.ckpt or None
+
+    def unloadable(self, info: CheckpointInfo) -> str | None:
+        """Why `info` cannot load, when a load failed or its headers show it (see `checkpoint_problem`)."""
+        with self._list_lock:
+            known = self._unloadable.get(info.path)
+        if known is None and (known := checkpoint_problem(info)) is not None:
+            with self._list_lock:
+                self._unloadable[info.path] = known
+        return known
+
+    def default_checkpoint(self) -> CheckpointInfo:
+        """The checkpoint used when none is chosen: the first not known to be broken (the first of all
+        when every one is, so that loading it reports why)."""
+        checkpoints = self.checkpoints()
+        return next((info for info in checkpoints if self.unloadable(info) is None), None) or self.find(None)
+
     def generation_defaults(self, name: str | None = None) -> dict[str, Any]:
         """The own defaults (width, height, steps, ...; our demo model has them) of checkpoint `name`, or of the
         chosen one, read from its metadata without loading it; {} for ordinary checkpoints."""
         try:
-            info = self.find(name or self.options["sd_model_checkpoint"] or self.flags.ckpt)
+            wanted = name or self._chosen()
+            info = self.find(wanted) if wanted else self.default_checkpoint()
         except LookupError:
             return {}
         return own_defaults(read_metadata(info.path)) if info.kind == "diffusers" else {}
@@ -243,16 +271,18 @@ class ModelManager:
         try:
             if not wanted and loaded is not None:
                 return next((info.title for info in self.checkpoints() if info.path == loaded.path), loaded.name)
-            return self.find(wanted or self.flags.ckpt).title
+            chosen = wanted or self.flags.ckpt
+            return (self.find(chosen) if chosen else self.default_checkpoint()).title
         except LookupError:
             return wanted
 
     def current(self) -> SDModel:
-        """The loaded model, loading the chosen (or first) checkpoint if none is."""
+        """The loaded model, loading the chosen (or else the first loadable) checkpoint if none is."""
         with self._load_lock:
             if self.slot.model is not None:
                 return self.slot.model
-            model = self._load(self.options["sd_model_checkpoint"] or self.flags.ckpt)
+            chosen = self._chosen()
+            model = self._load(chosen) if chosen else self._load_default()
         self._announce(None, model)
         return model
 
@@ -274,8 +304,31 @@ class ModelManager:
         except CheckpointNotFound:
             if not name:
                 raise
-            log.warning("checkpoint %r not found; loading the first one", name)
-            info = self.find(None)
+            log.warning("checkpoint %r not found; loading the first one that loads", name)
+            return self._load_default()
+        return self._load_info(info)
+
+    def _load_default(self) -> SDModel:
+        """The first checkpoint that loads; each broken one before it is skipped with a warning."""
+        problems = []
+        for info in self.checkpoints():
+            problem = self.unloadable(info)
+            if problem is None:
+                try:
+                    return self._load_info(info)
+                except CheckpointError as error:
+                    if isinstance(error.__cause__, (MemoryError, torch.cuda.OutOfMemoryError)):
+                        raise  # the machine's limit, not a broken file: another checkpoint is no answer
+                    problem = str(error)
+                    with self._list_lock:
+                        self._unloadable[info.path] = problem
+            log.warning("checkpoint %s cannot be loaded (%s); trying the next one", info.title, problem)
+            problems.append(problem)
+        if not problems:
+            self.find(None)  # raises CheckpointNotFound, saying where checkpoints go
+        raise CheckpointError(f"no checkpoint could be loaded: {'; '.join(problems)}")
+
+    def _load_info(self, info: CheckpointInfo) -> SDModel:
         hashed = with_hash(info, self.cache_path)
         if hashed is not info:  # the list shows the hash from now on, as A1111's titles do
             with self._list_lock:

@@ -5,18 +5,20 @@ Scripts and extensions are listed from what was loaded (webui/extensions).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from fastapi import HTTPException
+from fastapi.responses import JSONResponse
 
 from ..flags import SECRET_FLAGS
 from ..generation.samplers import SAMPLERS, SCHEDULERS
 from ..generation.upscalers import LATENT_UPSCALE_MODES, upscaler_names
 from ..state import OptionsError, SharedState
 from .common import known_checkpoint
-from ..styles import read_styles
+from ..styles import load_styles
 
 # Schedules built from the model's own timestep table rather than from sigma_min/max alone.
 _NEEDS_MODEL_TABLE = {"sgm_uniform", "simple", "normal", "ddim", "beta"}
@@ -102,8 +104,17 @@ def latent_upscale_modes() -> list[dict]:
     return [{"name": name} for name in LATENT_UPSCALE_MODES]
 
 
-def prompt_styles(state: SharedState) -> list[dict]:
-    return list(read_styles(state).values())
+# The problems of styles.csv ride in a header: the body keeps A1111's shape (a list of styles).
+STYLES_PROBLEMS_HEADER = "X-Styles-Problems"
+
+
+def prompt_styles(state: SharedState) -> JSONResponse:
+    """The styles that could be read; with problems in the file, also the header above holding them
+    as a JSON list of strings (ASCII-escaped, as headers must be)."""
+    found = load_styles(state)
+    headers = {STYLES_PROBLEMS_HEADER: json.dumps(found.problems)} if found.problems else None
+    return JSONResponse(list(found.styles.values()), headers=headers)
+
 
 
 def _ram() -> tuple[int, int]:

@@ -5,8 +5,9 @@ A saved file is named `<5-digit number>-<pattern filled in>.<ext>`, for example
 than the highest number already in the folder. The infotext goes into the PNG `parameters`
 text chunk, or the EXIF UserComment for JPEG and WebP, where A1111 puts it.
 
-Two jobs may save into one folder at the same time: a name is claimed by creating the file
-exclusively, so a taken number is never overwritten and the saver moves on to the next one.
+Two jobs may save into one folder at the same time: a name is claimed exclusively, so a taken
+number is never overwritten and the saver moves on to the next one. A file gets its name only
+once it is complete (see `_claim`), so a crash while saving never leaves a partial image behind.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import hashlib
 import io
 import os
 import re
+import secrets
 import string
 import struct
-import tempfile
 import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -274,7 +275,8 @@ def next_sequence_number(directory: Path, basename: str = "") -> int:
     prefix = f"{basename}-" if basename else ""
     highest = -1
     for name in os.listdir(directory):
-        if name.startswith(prefix):
+        # Hidden names are not images: among them the temporary files of saves in progress or cut short.
+        if name.startswith(prefix) and not name.startswith("."):
             first = os.path.splitext(name[len(prefix):])[0].split("-")[0]
             try:
                 highest = max(highest, int(first))
@@ -288,6 +290,51 @@ def date_subfolder(root: Path, kind: str, date: datetime.date | None = None) -> 
     "extras"); a kind that already ends in -images or -grids ("txt2img-grids") is kept."""
     folder = kind if kind.endswith(("-images", "-grids")) else f"{kind}-images"
     return Path(root) / folder / (date or datetime.date.today()).strftime("%Y-%m-%d")
+
+
+class OutputFolderError(Exception):
+    """Images cannot be saved in the outputs folder; the message says which folder and why."""
+
+
+def output_folder_problem(folder: Path, create: bool = False, shown_from: Path | None = None) -> str | None:
+    """Why images cannot be saved in `folder`, or None when they can.
+
+    With `create` the folder is made as saving would make it; without, nothing is created and the
+    deepest part that exists is looked at (for the check at start). Either way a real file is
+    created and removed there, which tells a read-only mount or missing permission apart from a
+    writable folder better than the permission bits (root passes those everywhere). Paths in the
+    message are relative to `shown_from` when inside it (the data folder: no server paths in replies).
+    """
+    folder = Path(folder).absolute()
+    shown_from = Path(shown_from).absolute() if shown_from is not None else None
+
+    def shown(path: Path) -> str:
+        return str(path.relative_to(shown_from)) if shown_from is not None and path.is_relative_to(shown_from) else str(path)
+
+    existing = next((part for part in (folder, *folder.parents) if part.exists()), None)
+    if existing is not None and not existing.is_dir():
+        return f"{shown(existing)} is a file, not a folder"
+    if create:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            return f"{shown(folder)} cannot be created ({error.strerror or error})"
+        existing = folder
+    if existing is None:
+        return None
+    try:
+        _write_temp_file(existing, b"").unlink()
+    except OSError as error:
+        return f"{shown(existing)} is not writable ({error.strerror or error})"
+    return None
+
+
+def check_output_folder(folder: Path, shown_from: Path | None = None) -> None:
+    """Make `folder` and make sure images can be saved there, before a job spends compute on them;
+    raises `OutputFolderError` (a problem of the server's setup, not of the request)."""
+    problem = output_folder_problem(folder, create=True, shown_from=shown_from)
+    if problem is not None:
+        raise OutputFolderError(f"cannot save images: {problem}; fix the outputs folder on the server")
 
 
 def user_comment_exif(text: str) -> bytes:
@@ -364,28 +411,50 @@ def _fit_name(stem: str, extension: str, directory: Path) -> str:
     return encoded[:budget].decode(errors="ignore").rstrip(" .")
 
 
-def _write_new_file(path: Path, data: bytes) -> bool:
-    """Write `data` as `path` unless it exists; False when the name was taken.
+def _write_temp_file(directory: Path, data: bytes) -> Path:
+    """`data` in a new hidden file `.<random>.tmp` in `directory` (the counter ignores hidden names).
 
-    The name is claimed with an exclusive create; the content goes to a temporary file
-    first and then replaces the claim in one step, so no reader sees a half-written image.
+    Written to disk (fsync) before it gets its real name, so that even a power cut cannot leave
+    the name pointing at an empty file. Created with the usual mode (0o666 less the umask).
     """
+    while True:
+        path = directory / f".{secrets.token_hex(8)}.tmp"
+        try:
+            handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(handle, "wb") as temp:
+            temp.write(data)
+            temp.flush()
+            os.fsync(temp.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _claim(temp_path: Path, path: Path) -> bool:
+    """Give the complete file `temp_path` the name `path` unless that name exists; False when it was taken.
+
+    A hard link is made in one step and fails on an existing name, so a taken number is never
+    overwritten and no reader (or crash) ever sees the name on a partial file. On file systems
+    without hard links (FAT, some network shares) the name is reserved with an exclusive create
+    and the complete file renamed over it: the name is empty only between those two calls.
+    """
+    try:
+        os.link(temp_path, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:  # no hard links here
+        pass
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     except FileExistsError:
         return False
-    temp_path = None
-    try:
-        handle, temp_path = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-        with os.fdopen(handle, "wb") as temp:
-            temp.write(data)
-        os.chmod(temp_path, os.stat(path).st_mode & 0o777)  # mkstemp makes it private
-        os.replace(temp_path, path)
-    except BaseException:
-        if temp_path is not None:
-            Path(temp_path).unlink(missing_ok=True)
-        path.unlink(missing_ok=True)
-        raise
+    os.replace(temp_path, path)
     return True
 
 
@@ -449,16 +518,20 @@ def save_image(
         path.parent.mkdir(parents=True, exist_ok=True)
         _replace_file(path, data)
     else:
-        for _ in range(MAX_SEQUENCE_TRIES):
-            path = directory / f"{_fit_name(_counter(number, basename) + decoration, extension, directory)}.{extension}"
-            if _write_new_file(path, data):
-                break
-            number += 1  # taken, by another job or an older file: try the next number
-        else:
-            raise FileExistsError(f"no free file name in {directory}")
+        temp_path = _write_temp_file(directory, data)
+        try:
+            for _ in range(MAX_SEQUENCE_TRIES):
+                path = directory / f"{_fit_name(_counter(number, basename) + decoration, extension, directory)}.{extension}"
+                if _claim(temp_path, path):
+                    break
+                number += 1  # taken, by another job or an older file: try the next number
+            else:
+                raise FileExistsError(f"no free file name in {directory}")
+        finally:
+            temp_path.unlink(missing_ok=True)  # the image lives on under its name (a second link)
 
     if save_txt and infotext is not None:
-        path.with_suffix(".txt").write_text(infotext + "\n", encoding="utf8")
+        _replace_file(path.with_suffix(".txt"), (infotext + "\n").encode("utf8"))
     if saving is not None:
         saving.filename = str(path)
         hooks.image_saved(saving)
@@ -470,15 +543,12 @@ def _counter(number: int, basename: str) -> str:
 
 
 def _replace_file(path: Path, data: bytes) -> None:
-    """Write `data` as `path` in one step (a temporary file renamed over it)."""
-    handle, temp_path = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+    """Write `data` as `path` in one step (a complete temporary file renamed over it)."""
+    temp_path = _write_temp_file(path.parent, data)
     try:
-        with os.fdopen(handle, "wb") as temp:
-            temp.write(data)
-        os.chmod(temp_path, 0o644)  # mkstemp makes it private
         os.replace(temp_path, path)
     except BaseException:
-        Path(temp_path).unlink(missing_ok=True)
+        temp_path.unlink(missing_ok=True)
         raise
 
 

@@ -23,7 +23,7 @@ from .conditioning import EncodeOptions, PromptEncoder
 from .decoding import decode_latents, encode_pixels
 from .denoiser import JobControl, Skipped
 from .hooks import NO_HOOKS, Batch, GenerationHooks
-from .images import date_subfolder
+from .images import check_output_folder, date_subfolder
 from .params import ParamsError, Txt2ImgParams
 from ..networks import LoraLibrary, activated_loras, prompt_networks
 from .processing import (
@@ -179,6 +179,8 @@ def img2img(model: SDModel, p: Img2ImgParams, control: JobControl | None = None,
     # The last t_enc + 2 sigmas: t_enc + 1 steps from part-way down the schedule.
     sigmas = plan.sigmas[max(len(plan.sigmas) - (t_enc + 2), 0):]
     outdir = p.outdir or date_subfolder(outputs_root, "img2img-images")
+    if p.save_images:  # before any compute: a folder that cannot take the images would lose them
+        check_output_folder(outdir, shown_from=Path(outputs_root).parent)
 
     result = Processed()
     for batch in image_batches(p):

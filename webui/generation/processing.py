@@ -21,7 +21,7 @@ from .conditioning import EncodeOptions, PromptEncoder
 from .decoding import decode_latents, encode_pixels
 from .denoiser import JobControl, Skipped
 from .hooks import NO_HOOKS, Batch, GenerationHooks
-from .images import date_subfolder, save_image
+from .images import check_output_folder, date_subfolder, save_image
 from .params import SAME_SAMPLER, SAME_SCHEDULER, ParamsError, Txt2ImgParams
 from .prompt_conditioning import encode_batch, encode_prompts
 from .rng import ImageRNG, fix_seed, job_seeds
@@ -140,6 +140,8 @@ def txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None = None,
     plan = plan_sampling(model, choice, p.steps)
     hires = _plan_hires(p, choice) if p.enable_hr else None
     outdir = p.outdir or date_subfolder(outputs_root, "txt2img-images")
+    if p.save_images:  # before any compute: a folder that cannot take the images would lose them
+        check_output_folder(outdir, shown_from=Path(outputs_root).parent)
 
     result = Processed()
     for batch in image_batches(p):

@@ -110,6 +110,43 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def _weights_file_problem(path: Path) -> str | None:
+    """What is certainly wrong with one weights file, from its header or directory alone."""
+    try:
+        if path.stat().st_size == 0:
+            return f"{path.name}: the file is empty"
+        if path.suffix.lower() == ".safetensors":
+            from safetensors import safe_open
+
+            # The header lists every tensor's byte range; opening checks it is whole and covers the file.
+            with safe_open(path, "pt"):
+                pass
+        else:
+            with path.open("rb") as handle:
+                is_zip = handle.read(4) == b"PK\x03\x04"
+            if is_zip:  # torch's format: a zip whose directory sits at the end, so a cut-short file has none
+                import zipfile
+
+                with zipfile.ZipFile(path):
+                    pass
+    except Exception as error:  # SafetensorError, BadZipFile, OSError
+        return f"{path.name}: truncated or corrupt ({_one_line(error)})"
+    return None
+
+
+def checkpoint_problem(info: CheckpointInfo) -> str | None:
+    """Why `info` certainly cannot load, found without loading it (headers only, milliseconds): a
+    .safetensors header that is garbage or does not cover the file, a torch zip without its
+    directory, an empty file; for a diffusers folder, the same for its weight files. None when
+    nothing is found; loading may still fail for reasons only the weights show."""
+    if info.kind != "diffusers":
+        return _weights_file_problem(info.path)
+    for path in sorted(info.path.glob("*/*")):
+        if path.suffix.lower() in (".safetensors", ".bin") and (problem := _weights_file_problem(path)) is not None:
+            return f"{info.path.name}/{path.parent.name}/{problem}"
+    return None
+
+
 # ---- building the parts ------------------------------------------------------------------------------------
 
 def _filled(model: torch.nn.Module, weights: dict, part: str, dtype: torch.dtype) -> torch.nn.Module:
