@@ -186,3 +186,32 @@ def test_app_started_without_the_ui(tmp_path):
         assert client.get("/goodext/hello").json()["has_demo"] is False  # A1111 passes demo=None too
         assert client.get("/sdapi/v1/extensions").json()[0]["name"] == "goodext"
     state.queue.stop()
+
+
+def test_imported_script_classes_count_once_and_script_modules_are_in_sys_modules(tmp_path):
+    # sd-dynamic-prompts' pattern: the script file only imports its Script class from the extension's own
+    # package; sd-webui-ar's: a Gradio component subclassed in the script file (Gradio calls inspect.getfile).
+    import sys
+
+    folder = write(tmp_path / "extensions" / "pkg-ext", {
+        "pkg_ext_lib/__init__.py": "",
+        "pkg_ext_lib/script.py": (
+            "from modules import scripts\n\n"
+            "class Helper(scripts.Script):  # a base class of the extension's: no title of its own\n"
+            "    def show(self, is_img2img):\n        return scripts.AlwaysVisible\n\n"
+            "class PkgScript(Helper):\n    def title(self):\n        return 'Imported script'\n"),
+        "scripts/entry.py": (
+            "import inspect\nimport gradio as gr\nfrom modules.scripts import Script\n"
+            "from pkg_ext_lib.script import Helper, PkgScript\n\n"
+            "class FancyButton(gr.Button):\n    pass\n\nWHERE = inspect.getfile(FancyButton)\n"),
+        "scripts/again.py": "from pkg_ext_lib.script import PkgScript  # a second script file imports it too\n",
+    })
+    state = SharedState.create(parse_flags(["--data-dir", str(tmp_path)]))
+    loader.start_extensions(state)
+    ours = [entry for entry in state.scripts.classes if entry.extension == "pkg-ext"]
+    assert [entry.cls.__name__ for entry in ours] == ["PkgScript"]
+    assert [script.title() for script in state.runners["txt2img"].alwayson_scripts if script.title() == "Imported script"]
+    module = sys.modules[loader.script_module_name("pkg-ext", folder / "scripts" / "entry.py")]
+    assert module.WHERE == str(folder / "scripts" / "entry.py")
+    assert loader.script_module_name("pkg-ext", folder / "scripts" / "entry.py") != \
+        loader.script_module_name("other", folder / "scripts" / "entry.py")

@@ -15,6 +15,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import site
 import subprocess
 import sys
@@ -146,12 +147,28 @@ def disable(ext: Extension, what: str, error: BaseException) -> None:
     log.error("extension %s disabled: %s failed", ext.name, what, exc_info=error)
 
 
-def _import_file(path: Path, name: str):
-    """Import a file by path under a plain module name, not registered in sys.modules (A1111)."""
+def _import_file(path: Path, name: str, register: bool = False):
+    """Import a file by path as module `name`. `register`: put it in sys.modules first (script files:
+    libraries such as Gradio look classes' modules up there, e.g. inspect.getfile on a component an
+    extension subclasses); A1111's plain name is not unique, so script modules get `script_module_name`."""
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    if register:
+        sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        if register:
+            sys.modules.pop(name, None)
+        raise
     return module
+
+
+def script_module_name(extension: str, path: Path) -> str:
+    """A unique, importable-looking name for one extension script file, e.g. `webui_scripts.sd_webui_ar.ar`."""
+    def clean(text: str) -> str:
+        return re.sub(r"\W", "_", text) or "_"
+    return f"webui_scripts.{clean(extension)}.{clean(path.stem)}"
 
 
 # -- preload.py: flags, before the command line is parsed ----------------------------------------
@@ -282,7 +299,8 @@ def load_scripts(state) -> None:
             continue
         try:
             with loading(file.path, file.extension.path):
-                imported.append((file, _import_file(file.path, file.path.stem)))
+                name = script_module_name(file.extension.name, file.path)
+                imported.append((file, _import_file(file.path, name, register=True)))
         except (Exception, SystemExit) as error:
             disable(file.extension, f"scripts/{file.path.name}", error)
     for ext in state.extensions:

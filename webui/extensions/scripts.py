@@ -196,12 +196,15 @@ class ScriptRegistry:
         self.classes: list[ScriptClass] = []
 
     def add_module(self, module, path: Path, basedir: Path, extension: str) -> list[type]:
+        """Every Script subclass in the module's namespace, as A1111 registers them: defined there or
+        imported (sd-dynamic-prompts' script file only imports its class from its own package). Left
+        out: base classes, which have no title() of their own, and a class another script file
+        already registered, so that it does not run twice."""
+        known = {entry.cls for entry in self.classes}
         found = [obj for obj in vars(module).values()
-                 if inspect.isclass(obj) and issubclass(obj, Script) and obj is not Script
-                 and obj.__module__ == module.__name__]
-        # A class imported from another script file belongs there, not here; a module that
-        # only subclasses in place keeps its own.
-        self.classes += [ScriptClass(cls, Path(path), Path(basedir), extension) for cls in found]
+                 if inspect.isclass(obj) and issubclass(obj, Script) and obj.title is not Script.title
+                 and obj not in known]
+        self.classes += [ScriptClass(cls, Path(path), Path(basedir), extension) for cls in dict.fromkeys(found)]
         return found
 
     def clear(self) -> None:
