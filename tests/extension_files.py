@@ -91,3 +91,29 @@ def broken_extensions(extensions: Path) -> None:
         "javascript/broken.js": "document.body.dataset.broken = 'ran';\n",
     })
     write(extensions / "raises", {"scripts/r.py": "raise RuntimeError('boom at import')\n"})
+
+
+# Page habits of A1111 extensions: code that waits for DOMContentLoaded or the window's load event,
+# extends A1111's `titles`, calls `dimensionChange`, finds the prompt with a Gradio-3 selector and
+# looks for the width/height switch by A1111's id.
+A1111_PAGE_JS = '''\
+document.addEventListener("DOMContentLoaded", () => {
+    document.body.dataset.pageReady = "ran";
+    const wait = setInterval(() => {
+        const prompt = gradioApp().querySelector("#txt2img_prompt > label > textarea");
+        const swap = gradioApp().getElementById("txt2img_res_switch_btn");
+        if (!prompt || !swap) return;
+        clearInterval(wait);
+        document.body.dataset.pagePrompt = prompt.tagName.toLowerCase();
+        document.body.dataset.pageSwitch = "found";
+    }, 100);
+});
+window.addEventListener("load", () => { document.body.dataset.pageLoad = "ran"; });
+titles = {...titles, "Sampling steps": "How many times the image is improved"};
+dimensionChange({target: {value: "640"}}, true, false);
+document.body.dataset.pageTitles = String(Object.keys(titles).length);
+'''
+
+
+def a1111_page_extension(extensions: Path, name: str = "pagehabits") -> Path:
+    return write(extensions / name, {"javascript/page.js": A1111_PAGE_JS})

@@ -15,7 +15,7 @@ if not Path(CHROMIUM).exists():
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
-from extension_files import broken_extensions, good_extension, write  # noqa: E402
+from extension_files import a1111_page_extension, broken_extensions, good_extension, write  # noqa: E402
 from live_server import LiveServer  # noqa: E402
 from webui.app import create_app, load_flags  # noqa: E402
 from webui.extensions.loader import start_extensions  # noqa: E402
@@ -31,6 +31,7 @@ def server(tmp_path_factory):
     data = tmp_path_factory.mktemp("data")
     good_extension(data / "extensions")
     broken_extensions(data / "extensions")
+    a1111_page_extension(data / "extensions")
     flags, extensions = load_flags(["--data-dir", str(data), "--use-cpu", "all"])
     state = SharedState.create(flags)
     start_extensions(state, extensions)
@@ -92,5 +93,36 @@ def test_extension_ui_js_css_and_the_extensions_tab(server, tmp_path):
         expect(page.locator("#extensions_message")).to_contain_text("Restart the WebUI to apply")
         assert "goodext" in json.loads((data / "config.json").read_text())["disabled_extensions"]
         expect(table.locator("tr[data-extension=goodext]")).to_contain_text("disabled; still running until a restart")
+        assert not errors, errors
+        browser.close()
+
+
+def test_extension_scripts_find_a1111s_page(server):
+    # Waiting for DOMContentLoaded/load (already fired when Gradio inserts the scripts), A1111's globals,
+    # a Gradio-3 selector and the width/height switch, as real extensions use them.
+    url, state, data = server
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        errors = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.goto(url)
+        body = page.locator("body")
+        expect(body).to_have_attribute("data-page-ready", "ran")
+        expect(body).to_have_attribute("data-page-load", "ran")
+        expect(body).to_have_attribute("data-page-titles", "1")
+        expect(body).to_have_attribute("data-page-prompt", "textarea")
+        expect(body).to_have_attribute("data-page-switch", "found")
+        assert page.evaluate("window.webuiTargetSize.width") == 640
+        for name, value in (("width", 64), ("height", 128)):
+            box = page.locator(f"#txt2img_{name} input[type=number]")
+            box.fill(str(value))
+            box.press("Enter")
+        page.locator("#txt2img_res_switch_btn").click()
+        expect(page.locator("#txt2img_width input[type=number]")).to_have_value("128")
+        expect(page.locator("#txt2img_height input[type=number]")).to_have_value("64")
+        assert page.locator("#txt2img_res_switch_btn").get_attribute("aria-label") == "Swap width and height"
         assert not errors, errors
         browser.close()

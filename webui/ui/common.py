@@ -136,9 +136,13 @@ def size_batch_cfg_controls(controls: Controls, tab: str) -> None:
         with gr.Column(scale=4):
             controls.fields["width"] = gr.Slider(64, 2048, value=controls.defaults.get("width", 512), step=8, label="Width", elem_id=f"{tab}_width")
             controls.fields["height"] = gr.Slider(64, 2048, value=controls.defaults.get("height", 512), step=8, label="Height", elem_id=f"{tab}_height")
+        with gr.Column(scale=0, min_width=48):  # A1111's switch; extensions look it up by its id
+            swap = icons.icon_button(icons.SWAP, "Swap width and height", f"{tab}_res_switch_btn")
         with gr.Column(scale=1, min_width=200):  # room for a slider's number box and track
             controls.fields["n_iter"] = gr.Slider(1, 100, value=1, step=1, label="Batch count", elem_id=f"{tab}_batch_count")
             controls.fields["batch_size"] = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id=f"{tab}_batch_size")
+    size = [controls["width"], controls["height"]]
+    swap.click(lambda width, height: (height, width), size, size, show_progress="hidden")
     controls.fields["cfg_scale"] = gr.Slider(1, 30, value=controls.defaults.get("cfg_scale", 7.0), step=0.5, label="CFG Scale", elem_id=f"{tab}_cfg_scale")
 
 

@@ -17,12 +17,14 @@ import gradio as gr
 REFRESH = "\u21bb"  # ↻ clockwise open circle arrow
 RANDOM = "\u2684"  # ⚄ die face
 REUSE = "\u267b\ufe0e"  # ♻ recycling symbol, asked for in its text form
+SWAP = "\u21c5"  # ⇅ up and down arrows (A1111's width/height switch)
 
 # Titles for the symbols extensions use (A1111's ui.py names them the same way).
 SYMBOL_TITLES = {
     REFRESH: "Refresh",
     RANDOM: "Random seed",
     REUSE: "Reuse seed",
+    SWAP: "Swap width and height",
     "\U0001f504": "Refresh",
     "\U0001f3b2\ufe0f": "Random seed",
     "\U0001f3b2": "Random seed",

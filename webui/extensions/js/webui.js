@@ -39,6 +39,52 @@
     };
     window.executeCallbacks = call;
 
+    // A1111's page has extension scripts in its HTML, so they see DOMContentLoaded and the window's
+    // load event; Gradio inserts them after both have fired. A listener added after its event ran
+    // runs once, right after the script that added it, as it would have on A1111's page.
+    const hasFired = (type) => (type === "DOMContentLoaded" ? document.readyState !== "loading"
+                                                           : document.readyState === "complete");
+    for (const target of [document, window]) {
+        const addListener = target.addEventListener;
+        target.addEventListener = function (type, listener, options) {
+            const late = listener && hasFired(type) && (type === "DOMContentLoaded" || (type === "load" && this === window));
+            if (!late) return addListener.call(this, type, listener, options);
+            const handler = typeof listener === "function" ? listener : listener.handleEvent.bind(listener);
+            setTimeout(() => handler.call(this, new Event(type)), 0);
+        };
+    }
+
+    // Gradio 3 put a textbox's textarea (and a number's input) right under its <label>, and
+    // extensions find prompts with selectors like "#txt2img_prompt > label > textarea"; Gradio 6
+    // nests them deeper. A query that finds nothing is tried once more with those steps relaxed.
+    const GRADIO3_STEP = /\blabel\s*>\s*(textarea|input)/;
+    const relaxed = (selector) => selector.replace(new RegExp(GRADIO3_STEP.source, "g"), "label $1");
+    for (const proto of [Document.prototype, Element.prototype, DocumentFragment.prototype]) {
+        const one = proto.querySelector, all = proto.querySelectorAll;
+        proto.querySelector = function (selector) {
+            const found = one.call(this, selector);
+            if (found || typeof selector !== "string" || !GRADIO3_STEP.test(selector)) return found;
+            return one.call(this, relaxed(selector));
+        };
+        proto.querySelectorAll = function (selector) {
+            const found = all.call(this, selector);
+            if (found.length || typeof selector !== "string" || !GRADIO3_STEP.test(selector)) return found;
+            return all.call(this, relaxed(selector));
+        };
+    }
+
+    // Globals of A1111's own page scripts that extensions read or extend.
+    window.titles = window.titles || {};  // hints.js: tooltip text by element label
+    // aspectRatioOverlay.js: called as dimensionChange(event, isWidth, isHeight) when a size slider
+    // moves; A1111 draws the ratio over the img2img image. We keep the last size for scripts.
+    window.dimensionChange = function (event, isWidth, isHeight) {
+        const value = Number(event && event.target && event.target.value);
+        if (!Number.isFinite(value)) return;
+        window.webuiTargetSize = window.webuiTargetSize || {};
+        if (isWidth) window.webuiTargetSize.width = value;
+        if (isHeight) window.webuiTargetSize.height = value;
+    };
+
     // The selected top-level tab's button (its text is the tab's name, as in A1111).
     window.get_uiCurrentTab = function () {
         const list = gradioApp().querySelector("#tabs [role=tablist]");
