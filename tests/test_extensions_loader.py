@@ -215,3 +215,22 @@ def test_imported_script_classes_count_once_and_script_modules_are_in_sys_module
     assert module.WHERE == str(folder / "scripts" / "entry.py")
     assert loader.script_module_name("pkg-ext", folder / "scripts" / "entry.py") != \
         loader.script_module_name("other", folder / "scripts" / "entry.py")
+
+
+def test_install_py_cannot_change_the_packages_the_webui_needs(tmp_path):
+    # sd-dynamic-prompts' install.py once downgraded transformers and no model loaded afterwards. Here an
+    # install.py asks pip for another gradio (a dry run, offline): pip refuses, the WebUI's gradio stays.
+    import importlib.metadata
+
+    before = importlib.metadata.version("gradio")
+    write(tmp_path / "extensions" / "downgrader", {
+        "install.py": "import launch\nlaunch.run_pip('install --dry-run --no-index \"gradio==0.0.1\"', 'an old gradio')\n",
+        "scripts/ok.py": "",
+    })
+    flags = parse_flags(["--data-dir", str(tmp_path)])
+    (ext,) = [ext for ext in loader.discover(flags) if not ext.builtin]
+    loader.run_installers([ext], loader.stamp_file(flags))
+    assert ext.install_error.startswith("install.py asked for other versions of gradio, which the WebUI needs")
+    assert "gradio==0.0.1" in ext.install_output
+    assert importlib.metadata.version("gradio") == before
+    assert loader.protected_versions()["transformers"] == importlib.metadata.version("transformers")

@@ -19,6 +19,7 @@ import re
 import site
 import subprocess
 import sys
+import tempfile
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,24 +202,52 @@ def _install_compat(flags, extensions: list[Extension]) -> None:
 
 # -- install.py: once per change, in a subprocess -----------------------------------------------
 
+# Packages the WebUI cannot work without, besides those pyproject.toml names: an extension's install.py
+# may not change any of them (sd-dynamic-prompts' once downgraded transformers, and no model loaded).
+PROTECTED_PACKAGES = ("torchvision", "torchaudio", "huggingface_hub", "tokenizers", "gradio_client", "starlette",
+                      "pydantic")
+
+
+def protected_versions() -> dict[str, str]:
+    """Installed version of every package the WebUI needs (pyproject.toml's dependencies and PROTECTED_PACKAGES)."""
+    import importlib.metadata
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    names = [re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0] for requirement in project["dependencies"]]
+    versions = {}
+    for name in [*names, *PROTECTED_PACKAGES]:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
 def run_installers(extensions: list[Extension], stamps: Path | None = None) -> None:
     """Run each active extension's install.py, with the output shown as it comes.
 
     With `stamps` (a JSON file), an install.py that succeeded is run again only when it, the
     extension's requirements*.txt or the Python environment (its site-packages folders) changed;
-    without, every time, as A1111 does. A failure is logged and kept in `install_error`."""
+    without, every time, as A1111 does. A failure is logged and kept in `install_error`. The pip
+    runs of install.py are held to the installed versions of what the WebUI needs (a pip constraints
+    file): asking for another version of one of them fails that install.py, not the WebUI."""
     done = _read_stamps(stamps)
     environment = _environment()
     succeeded = []
-    for ext in extensions:
-        if not ext.active or not (ext.path / "install.py").is_file():
-            continue
-        if stamps is not None and done.get(ext.name) == _install_key(ext, environment):
-            succeeded.append(ext)
-            continue
-        done.pop(ext.name, None)
-        if run_installer(ext):
-            succeeded.append(ext)
+    with tempfile.TemporaryDirectory() as folder:
+        constraints = Path(folder) / "webui-constraints.txt"
+        constraints.write_text("".join(f"{name}=={version}\n" for name, version in protected_versions().items()),
+                               encoding="utf-8")
+        for ext in extensions:
+            if not ext.active or not (ext.path / "install.py").is_file():
+                continue
+            if stamps is not None and done.get(ext.name) == _install_key(ext, environment):
+                succeeded.append(ext)
+                continue
+            done.pop(ext.name, None)
+            if run_installer(ext, constraints):
+                succeeded.append(ext)
     if stamps is not None:
         environment = _environment()  # what the installers just installed changed it
         done.update({ext.name: _install_key(ext, environment) for ext in succeeded})
@@ -229,10 +258,13 @@ def run_installers(extensions: list[Extension], stamps: Path | None = None) -> N
             log.warning("cannot record extension installs in %s: %s", stamps, error)
 
 
-def run_installer(ext: Extension) -> bool:
-    """`python install.py` in the extension's folder, with the project importable (`import launch`)."""
+def run_installer(ext: Extension, constraints: Path | None = None) -> bool:
+    """`python install.py` in the extension's folder, with the project importable (`import launch`);
+    `constraints`: a pip constraints file every pip it runs obeys (PIP_CONSTRAINT)."""
     paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+    if constraints is not None:
+        env["PIP_CONSTRAINT"] = " ".join(filter(None, [os.environ.get("PIP_CONSTRAINT"), str(constraints)]))
     print(f"Running install.py of extension {ext.name}", flush=True)
     tail: deque[str] = deque(maxlen=200)
     try:
@@ -248,6 +280,10 @@ def run_installer(ext: Extension) -> bool:
     if code != 0:
         last = ext.install_output.strip().splitlines()[-1:] or [""]
         ext.install_error = f"install.py failed (exit code {code}): {last[0]}"
+        refused = sorted(set(re.findall(r"The user requested \(constraint\) ([\w.-]+)==", ext.install_output)))
+        if refused:
+            ext.install_error = (f"install.py asked for other versions of {', '.join(refused)}, which the WebUI needs "
+                                 f"as installed; refused (the extension loads without them)")
         log.error("extension %s: %s", ext.name, ext.install_error)
         return False
     ext.install_error = None
