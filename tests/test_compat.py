@@ -93,6 +93,24 @@ def test_cmd_opts_state_and_paths(tmp_path, state):
     assert shared.prompt_styles.styles == {}
 
 
+def test_folders_extensions_read_are_absolute_and_in_the_data_dir(tmp_path, state, monkeypatch):
+    # tagcomplete builds Path(cmd_opts.embeddings_dir); images-browser lists opts.outdir_txt2img_samples and
+    # writes to opts.temp_dir: relative or missing, they pointed into the project folder (or crashed).
+    from modules import shared
+
+    monkeypatch.chdir(ROOT)
+    assert shared.cmd_opts.embeddings_dir == str(tmp_path / "embeddings")
+    assert shared.cmd_opts.lora_dir == str(tmp_path / "models" / "Lora")
+    assert shared.cmd_opts.hypernetwork_dir == str(tmp_path / "models" / "hypernetworks")
+    assert shared.cmd_opts.ckpt_dir is None  # A1111's default too
+    state.flags.lora_dir = "my-loras"  # given relative: resolved, as the WebUI itself reads it
+    assert shared.cmd_opts.lora_dir == str(ROOT / "my-loras")
+    assert shared.opts.outdir_txt2img_samples == str(tmp_path / "outputs" / "txt2img-images")
+    assert shared.opts.outdir_img2img_grids == str(tmp_path / "outputs" / "img2img-grids")
+    assert shared.opts.temp_dir == str(tmp_path / "tmp") and shared.opts.outdir_samples == ""
+    assert shared.opts.data["outdir_extras_samples"] == str(tmp_path / "outputs" / "extras-images")
+
+
 CALLBACKS = """
 from modules import script_callbacks
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from pathlib import Path
 
 from webui import compat
 
@@ -18,7 +20,7 @@ log = logging.getLogger(__name__)
 A1111_DEFAULTS = {
     "outdir_samples": "", "outdir_grids": "", "outdir_txt2img_grids": "outputs/txt2img-grids",
     "outdir_img2img_grids": "outputs/img2img-grids", "outdir_extras_samples": "outputs/extras-images",
-    "outdir_save": "log/images", "save_to_dirs": True, "grid_save": True, "grid_save_to_dirs": True,
+    "outdir_save": "log/images", "temp_dir": "", "clean_temp_dir_at_start": False, "save_to_dirs": True, "grid_save": True, "grid_save_to_dirs": True,
     "grid_format": "png", "grid_extended_filename": False, "grid_only_if_multiple": True,
     "grid_prevent_empty_spots": False, "grid_zip_filename_pattern": "", "n_rows": -1, "font": "",
     "grid_text_active_color": "#000000", "grid_text_inactive_color": "#999999", "grid_background_color": "#ffffff",
@@ -124,6 +126,19 @@ def options_section(section_identifier, options_dict: dict) -> dict:
     return options_dict
 
 
+def in_data_dir(key: str, value):
+    """Output folders (`outdir_*`) and `temp_dir` as extensions read them: absolute, under --data-dir (a relative
+    one would land in the project folder, or wherever the server was started). "" stays "" ("not set"), except
+    `temp_dir`, which A1111 leaves to the system and we keep in the data dir."""
+    if not isinstance(value, str) or not (key.startswith("outdir_") or key == "temp_dir"):
+        return value
+    if key == "temp_dir" and not value:
+        value = "tmp"
+    if value and not os.path.isabs(value):
+        return str(Path(compat.state().flags.data_dir) / value)
+    return value
+
+
 class Options:
     """`shared.opts`: attribute access to the bound state's settings."""
 
@@ -134,9 +149,9 @@ class Options:
             raise AttributeError(key)
         options = compat.state().options
         if key in options:
-            return options[key]
+            return in_data_dir(key, options[key])
         if key in A1111_DEFAULTS:
-            return A1111_DEFAULTS[key]
+            return in_data_dir(key, A1111_DEFAULTS[key])
         raise AttributeError(f"no setting named {key!r}")
 
     def __setattr__(self, key, value):
@@ -144,7 +159,7 @@ class Options:
 
     @property
     def data(self) -> dict:
-        return {**A1111_DEFAULTS, **compat.state().options.as_dict()}
+        return {key: in_data_dir(key, value) for key, value in {**A1111_DEFAULTS, **compat.state().options.as_dict()}.items()}
 
     @property
     def data_labels(self) -> dict:

@@ -14,13 +14,40 @@ from .options import A1111_DEFAULTS, OptionHTML, OptionInfo, Options, options_se
 opts = Options()
 
 
+# A1111's folder flags and where A1111 puts them when they are not given: (base, subfolder), the base
+# being the data dir or the models dir. Extensions use them as paths (tagcomplete: Path(embeddings_dir)).
+FOLDER_FLAG_DEFAULTS = {
+    "embeddings_dir": ("data", "embeddings"), "hypernetwork_dir": ("models", "hypernetworks"),
+    "lora_dir": ("models", "Lora"), "lyco_dir_backcompat": ("models", "LyCORIS"),
+    "codeformer_models_path": ("models", "Codeformer"), "gfpgan_models_path": ("models", "GFPGAN"),
+    "esrgan_models_path": ("models", "ESRGAN"), "bsrgan_models_path": ("models", "BSRGAN"),
+    "realesrgan_models_path": ("models", "RealESRGAN"), "scunet_models_path": ("models", "ScuNET"),
+    "swinir_models_path": ("models", "SwinIR"), "ldsr_models_path": ("models", "LDSR"),
+    "dat_models_path": ("models", "DAT"), "textual_inversion_templates_dir": ("data", "textual_inversion_templates"),
+}
+
+
+def folder_flag(flags, name: str):
+    """A folder flag as an absolute path: the given one, else A1111's default under --data-dir / the models dir."""
+    value = getattr(flags, name, None)
+    if value is None and name in FOLDER_FLAG_DEFAULTS:
+        base, sub = FOLDER_FLAG_DEFAULTS[name]
+        models = getattr(flags, "models_dir", None) or Path(flags.data_dir) / "models"
+        value = Path(flags.data_dir if base == "data" else models) / sub
+    return str(Path(value).resolve()) if value is not None else None
+
+
 class CmdOpts:
-    """`shared.cmd_opts`: the parsed flags (preload.py's included); an unknown flag reads as None."""
+    """`shared.cmd_opts`: the parsed flags (preload.py's included); an unknown flag reads as None.
+    Folder flags read as absolute paths under --data-dir when not given (FOLDER_FLAG_DEFAULTS)."""
 
     def __getattr__(self, name):
         if name.startswith("__"):
             raise AttributeError(name)
         flags = compat.state().flags
+        if name in FOLDER_FLAG_DEFAULTS or (name.endswith("_dir") and getattr(flags, name, None) is not None
+                                            and name not in ("data_dir", "models_dir")):
+            return folder_flag(flags, name)
         if hasattr(flags, name):
             return getattr(flags, name)
         if name == "webui_is_non_local":
