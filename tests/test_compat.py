@@ -248,3 +248,46 @@ def test_launch_helpers_for_install_py(tmp_path):
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["lark", "Installing", "lark", "done"]
+
+
+def test_more_a1111_module_names_extensions_use(tmp_path, state):
+    import gradio as gr
+    import torch
+    from modules import extras, processing, safe, scripts, shared, torch_utils
+
+    # Upscalers as A1111 lists them (ultimate-upscale indexes them and calls .scaler.upscale).
+    upscalers = shared.sd_upscalers
+    assert [u.name for u in upscalers][:3] == ["None", "Lanczos", "Nearest"]
+    assert "Latent" not in [u.name for u in upscalers] and shared.latent_upscale_modes["Latent"]["mode"] == "bilinear"
+    image = Image.new("RGB", (40, 24), (200, 30, 30))
+    lanczos = upscalers[1]
+    assert lanczos.scaler.upscale(image, 2, lanczos.data_path).size == (80, 48)
+    assert upscalers[0].scaler.upscale(image, 2, None) is image  # None leaves the image alone, as in A1111
+    # Gradio 3's gr.inputs, with `default=`.
+    slider = gr.inputs.Slider(minimum=1, maximum=4, step=1, default=3, label="Ratio")
+    assert isinstance(slider, gr.Slider) and slider.value == 3
+    # create_binary_mask: the alpha channel when it has transparency, else grey levels, rounded.
+    rgba = Image.new("RGBA", (4, 1), (0, 0, 0, 0))
+    rgba.putpixel((1, 0), (0, 0, 0, 200))
+    assert list(processing.create_binary_mask(rgba).getdata()) == [0, 255, 0, 0]
+    grey = Image.new("L", (2, 1))
+    grey.putpixel((0, 0), 129)
+    assert list(processing.create_binary_mask(grey.convert("RGB")).getdata()) == [255, 0]
+    # safe.load never unpickles code; torch_utils.get_param.
+    torch.save({"w": torch.ones(2)}, tmp_path / "plain.pt")
+    assert torch.equal(safe.load(tmp_path / "plain.pt")["w"], torch.ones(2))
+    torch.save({"w": torch.ones(2), "code": Image.new}, tmp_path / "code.pt")
+    with pytest.raises(Exception):
+        safe.unsafe_torch_load(tmp_path / "code.pt")
+    assert torch_utils.get_param(torch.nn.Linear(2, 2)).shape == (2, 2)
+    # extras.run_pnginfo and scripts.list_scripts (images-browser).
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a cat\nSteps: 3")
+    image.save(tmp_path / "cat.png", pnginfo=info)
+    _, geninfo, listing = extras.run_pnginfo(Image.open(tmp_path / "cat.png"))
+    assert geninfo == "a cat\nSteps: 3" and "<b>parameters</b>" in listing
+    folder = write_extension(tmp_path / "extensions", "lister", {"b.py": "", "a.py": ""})
+    state.extensions = [type("Ext", (), {"path": folder, "active": True})()]
+    assert [f.filename for f in scripts.list_scripts("scripts", ".py")] == ["a.py", "b.py"]

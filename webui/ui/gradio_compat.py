@@ -26,7 +26,9 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import sys
 import threading
+import types
 from contextlib import contextmanager
 
 import gradio as gr
@@ -72,7 +74,29 @@ def install() -> None:
             return config
 
         Block.get_config = get_config
+        gr.inputs = sys.modules["gradio.inputs"] = _gradio3_inputs()
         from . import ui_components  # noqa: F401  (gr.Box; needs the stub writer off)
+
+
+def _gradio3_inputs() -> types.ModuleType:
+    """`gr.inputs.Slider(...)` and friends (Gradio 3's older names, still used by some extensions): the
+    current components, with the Gradio 3 `default=` keyword taken as `value=`."""
+    module = types.ModuleType("gradio.inputs", "Gradio 3's gr.inputs, over the current components")
+
+    def factory(cls):
+        def make(*args, default=None, **kwargs):
+            if default is not None:
+                kwargs.setdefault("value", default)
+            return cls(*args, **kwargs)
+        make.__name__ = make.__qualname__ = cls.__name__
+        return make
+
+    for name in ("Textbox", "Number", "Slider", "Checkbox", "CheckboxGroup", "Radio", "Dropdown", "Image", "Video",
+                 "Audio", "File", "Dataframe", "Timeseries"):
+        cls = getattr(gr, name, None)
+        if cls is not None:
+            setattr(module, name, factory(cls))
+    return module
 
 
 def _style(self, **kwargs):

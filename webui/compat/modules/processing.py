@@ -12,6 +12,16 @@ opt_C = 4  # latent channels
 opt_f = 8  # pixels per latent cell
 
 
+def create_binary_mask(image, round: bool = True):
+    """A1111's mask from an image: its alpha channel when it has transparency, else its grey levels; with
+    `round`, every pixel 0 or 255 (over 128 counts as masked)."""
+    if image.mode == "RGBA" and image.getextrema()[-1] != (255, 255):
+        image = image.split()[-1].convert("L")
+    else:
+        image = image.convert("L")
+    return image.point(lambda value: 255 if value > 128 else 0) if round else image
+
+
 def create_infotext(p, all_prompts=None, all_seeds=None, all_subseeds=None, comments=None, iteration=0,
                     position_in_batch=0, use_main_prompt=False, index=None, all_negative_prompts=None) -> str:
     """The infotext our engine would write for image `index` of p (after p's seeds and prompts are set)."""

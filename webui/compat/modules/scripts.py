@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import NamedTuple
+
 from webui import compat
 from webui.extensions.scripts import (  # noqa: F401
     AlwaysVisible, OnComponent, PostprocessBatchListArgs, PostprocessImageArgs, PostSampleArgs, Script,
@@ -24,6 +27,24 @@ class MaskBlendArgs:
 class PostprocessMaskOverlayArgs:
     def __init__(self, index, mask_for_overlay, overlay_image):
         self.index, self.mask_for_overlay, self.overlay_image = index, mask_for_overlay, overlay_image
+
+
+class ScriptFile(NamedTuple):
+    basedir: str
+    filename: str
+    path: str
+
+
+def list_scripts(scriptdirname: str, extension: str, *, include_extensions: bool = True) -> list[ScriptFile]:
+    """A1111's listing: the files ending in `extension` in the `scriptdirname` folder of every active
+    extension (built-in ones first), sorted by name within each."""
+    found = []
+    for ext in compat.state().extensions if include_extensions else []:
+        folder = Path(ext.path) / scriptdirname
+        if getattr(ext, "active", True) and folder.is_dir():
+            found += [ScriptFile(str(ext.path), path.name, str(path))
+                      for path in sorted(folder.iterdir()) if path.is_file() and path.name.endswith(extension)]
+    return found
 
 
 def __getattr__(name):

@@ -189,13 +189,15 @@ gradio_theme = None
 settings_components: dict = {}
 tab_names: list = []
 hide_dirs = {"visible": True}
+latent_upscale_default_mode = "Latent"
 restricted_opts = {"samples_filename_pattern", "directories_filename_pattern", "outdir_samples", "outdir_txt2img_samples",
                    "outdir_img2img_samples", "outdir_extras_samples", "outdir_grids", "outdir_txt2img_grids",
                    "outdir_save", "outdir_init_images"}
 
 
 def __getattr__(name):
-    """Values that follow the running WebUI: sd_model, demo, device, styles_filename, sd_upscalers."""
+    """Values that follow the running WebUI: sd_model, demo, device, styles_filename, sd_upscalers,
+    latent_upscale_modes."""
     if name.startswith("__"):
         raise AttributeError(name)
     if name == "sd_model":
@@ -213,21 +215,18 @@ def __getattr__(name):
 
         return str(styles_path(compat.state()))
     if name == "sd_upscalers":
-        from webui.generation.upscalers import upscaler_names
+        from .upscaler import sd_upscalers
 
-        return [_Upscaler(n) for n in upscaler_names()]
+        return sd_upscalers()
+    if name == "latent_upscale_modes":  # A1111's {label: {"mode": ..., "antialias": ...}}
+        from webui.generation.upscalers import LATENT_UPSCALE_MODES
+
+        return {label: {"mode": mode, "antialias": antialias} for label, (mode, antialias) in LATENT_UPSCALE_MODES.items()}
     if name in ("models_path", "data_path", "script_path", "extensions_dir", "extensions_builtin_dir"):
         from . import paths
 
         return getattr(paths, name)
     raise AttributeError(f"module 'modules.shared' has no attribute {name!r}")
-
-
-class _Upscaler:
-    def __init__(self, name: str):
-        self.name = name
-        self.data_path = None
-        self.scale = None
 
 
 def natural_sort_key(s, regex=re.compile("([0-9]+)")):
