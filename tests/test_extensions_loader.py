@@ -234,3 +234,20 @@ def test_install_py_cannot_change_the_packages_the_webui_needs(tmp_path):
     assert "gradio==0.0.1" in ext.install_output
     assert importlib.metadata.version("gradio") == before
     assert loader.protected_versions()["transformers"] == importlib.metadata.version("transformers")
+
+
+def test_the_packages_a1111_extensions_assume_are_there(tmp_path):
+    # A1111 always has OpenCV and einops; popular extensions import them at the top of their scripts.
+    write(tmp_path / "extensions" / "uses-cv2", {
+        "scripts/s.py": "import cv2\nimport einops\nimport numpy as np\n"
+                        "GREY = cv2.cvtColor(np.zeros((2, 2, 3), np.uint8), cv2.COLOR_RGB2GRAY).shape\n"
+                        "FLAT = einops.rearrange(np.zeros((2, 3)), 'a b -> (a b)').shape\n",
+    })
+    state = SharedState.create(parse_flags(["--data-dir", str(tmp_path)]))
+    loader.start_extensions(state)
+    (ext,) = [ext for ext in state.extensions if ext.name == "uses-cv2"]
+    assert ext.error is None and ext.loaded
+    import sys
+
+    module = sys.modules[loader.script_module_name("uses-cv2", ext.path / "scripts" / "s.py")]
+    assert module.GREY == (2, 2) and module.FLAT == (6,)
