@@ -117,3 +117,13 @@ document.body.dataset.pageTitles = String(Object.keys(titles).length);
 
 def a1111_page_extension(extensions: Path, name: str = "pagehabits") -> Path:
     return write(extensions / name, {"javascript/page.js": A1111_PAGE_JS})
+
+
+def diagnosed_extension(extensions: Path, name: str = "halfworks") -> Path:
+    """Asks for a setting and a modules name this WebUI lacks (and carries on), and has a page script that throws."""
+    return write(extensions / name, {
+        "scripts/half.py": ("from modules import shared\n\n"
+                            "try:\n    LEVEL = shared.opts.halfworks_level_we_lack\nexcept AttributeError:\n    LEVEL = 1\n"
+                            "HELPER = getattr(shared, 'helper_we_lack', None)\n"),
+        "javascript/bad.js": "// throws once the page has loaded\nnull.boom();\n",
+    })

@@ -128,7 +128,7 @@ def test_preload_flag_and_scripts_load_while_broken_extensions_are_disabled(serv
     by_name = {ext.name: ext for ext in state.extensions}
     assert by_name["goodext"].active and by_name["goodext"].loaded and by_name["goodext"].error is None
     assert "SyntaxError" in by_name["broken-syntax"].error and "b_bad.py" in by_name["broken-syntax"].error
-    assert by_name["raises"].error == "scripts/r.py: RuntimeError: boom at import"
+    assert by_name["raises"].error == "scripts/r.py: RuntimeError: boom at import (scripts/r.py, line 1)"
     assert not by_name["raises"].loaded
     loaded = {entry.extension for entry in state.scripts.classes}
     assert "goodext" in loaded and not loaded & {"broken-syntax", "raises"}

@@ -15,7 +15,7 @@ if not Path(CHROMIUM).exists():
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
-from extension_files import a1111_page_extension, broken_extensions, good_extension, write  # noqa: E402
+from extension_files import a1111_page_extension, broken_extensions, diagnosed_extension, good_extension, write  # noqa: E402
 from live_server import LiveServer  # noqa: E402
 from webui.app import create_app, load_flags  # noqa: E402
 from webui.extensions.loader import start_extensions  # noqa: E402
@@ -126,3 +126,39 @@ def test_extension_scripts_find_a1111s_page(server):
         assert page.locator("#txt2img_res_switch_btn").get_attribute("aria-label") == "Swap width and height"
         assert not errors, errors
         browser.close()
+
+
+def test_what_an_extension_lacks_is_shown_for_it(tmp_path):
+    # A missing setting and modules name (caught by the extension) and a page-script error: each is shown on the
+    # extension's row in the Extensions tab, with the file and line.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    diagnosed_extension(tmp_path / "extensions")
+    flags, extensions = load_flags(["--data-dir", str(tmp_path), "--use-cpu", "all"])
+    state = SharedState.create(flags)
+    start_extensions(state, extensions)
+    (ext,) = [ext for ext in state.extensions if ext.name == "halfworks"]
+    assert ext.error is None
+    assert "uses modules.shared.opts.halfworks_level_we_lack, which this WebUI does not provide " \
+           "(scripts/half.py, line 4)" in ext.warnings
+    assert any("modules.shared.helper_we_lack" in note and "line 7" in note for note in ext.warnings)
+    with LiveServer(create_app(state)) as live, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(f"{live.url}/")
+        page.locator("#txt2img_prompt textarea").wait_for()
+        page.get_by_role("tab", name="Extensions").click()
+        page.get_by_role("tab", name="Installed").click()
+        row = page.locator("#extensions_table tr[data-extension=halfworks]")
+        for _ in range(40):  # the page reports the error in the background; the table shows it once refreshed
+            if any("page script failed" in note for note in ext.warnings):
+                break
+            page.wait_for_timeout(250)
+        assert any(note.startswith("its page script failed: ") and note.endswith("(javascript/bad.js, line 2)")
+                   for note in ext.warnings), ext.warnings
+        page.get_by_role("tab", name="Install from URL").click()
+        page.get_by_role("tab", name="Installed").click()
+        expect(row).to_contain_text("halfworks_level_we_lack")
+        browser.close()
+    state.queue.stop()

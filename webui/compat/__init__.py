@@ -39,3 +39,20 @@ def state():
 
 def bound() -> bool:
     return _bound is not None
+
+
+def missing(module: str, name: str) -> AttributeError:
+    """The AttributeError for a name a `modules.*` module lacks, recorded for the extension that asked
+    (shown in the Extensions tab, see webui/extensions/diagnostics.py)."""
+    if not name.startswith("__"):
+        from webui.extensions.diagnostics import missing_name
+
+        missing_name(_bound, f"{module}.{name}")
+    return AttributeError(f"module {module!r} has no attribute {name!r}")
+
+
+def report_missing_names(module: str):
+    """A module `__getattr__` for the compat modules that have no dynamic names: every miss is recorded."""
+    def __getattr__(name: str):
+        raise missing(module, name)
+    return __getattr__

@@ -9,6 +9,7 @@ rest of the UI, and Gradio is allowed exactly these files (`allowed_files`), not
 from __future__ import annotations
 
 import html
+import json
 from pathlib import Path
 from urllib.parse import quote
 
@@ -52,4 +53,23 @@ def options_bridge(state, demo: gr.Blocks) -> gr.JSON:
     box = gr.JSON(visible="hidden", elem_id="settings_json")
     demo.load(state.options.as_dict, None, box, show_progress="hidden")
     box.change(None, box, None, js="(values) => { window.webuiSetOptions?.(values); return []; }")
+    return box
+
+
+def page_error_sink(state) -> gr.Textbox:
+    """A hidden textbox the page script (webui.js) writes each error of an extension's page script into, as
+    JSON {url, line, message}; it is recorded for that extension (diagnostics.page_error). Going through a
+    Gradio event keeps it behind the UI login."""
+    from .diagnostics import page_error
+
+    box = gr.Textbox(visible="hidden", elem_id="extension_page_errors")
+
+    def record(text: str) -> None:
+        try:
+            report = json.loads(text or "{}")
+            page_error(state, str(report.get("url", "")), int(report.get("line") or 0), str(report.get("message", "")))
+        except (ValueError, TypeError, AttributeError):
+            return  # not a report from our page script
+
+    box.change(record, box, None, show_progress="hidden", queue=False)
     return box

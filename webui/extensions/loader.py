@@ -144,7 +144,9 @@ def _check_requirements(extensions: list[Extension]) -> None:
 
 
 def disable(ext: Extension, what: str, error: BaseException) -> None:
-    ext.error = f"{what}: {type(error).__name__}: {error}"
+    from .diagnostics import where
+
+    ext.error = f"{what}: {type(error).__name__}: {error}{where(ext, error)}"
     log.error("extension %s disabled: %s failed", ext.name, what, exc_info=error)
 
 

@@ -50,6 +50,8 @@ def listing(state) -> list[Extension]:
         if before is not None:
             ext.error = ext.error or before.error
             ext.install_error, ext.install_output = before.install_error, before.install_output
+            # What running it showed (diagnostics.py: names it lacks, page-script errors), after today's checks.
+            ext.warnings += [note for note in before.warnings if note not in ext.warnings]
     return current
 
 

@@ -30,6 +30,7 @@ def _page(state: SharedState, hooks: ComponentHooks, extra_tabs: list) -> gr.Blo
     with gr.Blocks(title="Stable Diffusion", analytics_enabled=False) as demo:
         checkpoint_row(state, demo, sessions)  # a non-admin's choice is their session's own
         assets.options_bridge(state, demo)  # window.opts for extensions' page scripts
+        assets.page_error_sink(state)  # errors of extensions' page scripts, for the Extensions tab
         with gr.Tabs(elem_id="tabs") as tabs:
             with gr.Tab("txt2img", id="txt2img", elem_id="tab_txt2img"), hooks.tab(state.runners.get("txt2img")):
                 t2i = txt2img.build(state, sessions)

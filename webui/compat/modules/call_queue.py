@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import threading
 
+from webui import compat
+
 queue_lock = threading.Lock()
 
 
@@ -22,3 +24,6 @@ def wrap_gradio_call(func, extra_outputs=None, add_stats=False):
 
 def wrap_gradio_gpu_call(func, extra_outputs=None):
     return wrap_queued_call(func)
+
+
+__getattr__ = compat.report_missing_names(__name__)

@@ -35,7 +35,7 @@ def __getattr__(name):
         return slot.dtype if slot is not None else torch.float32
     if name == "dtype_vae":
         return slot.vae_dtype if slot is not None else torch.float32
-    raise AttributeError(f"module 'modules.devices' has no attribute {name!r}")
+    raise compat.missing(__name__, name)
 
 
 def torch_gc() -> None:

@@ -10,7 +10,7 @@ def __getattr__(name):
         raise AttributeError(name)
     if name == "extensions":
         return list(compat.state().extensions)
-    raise AttributeError(f"module 'modules.extensions' has no attribute {name!r}")
+    raise compat.missing(__name__, name)
 
 
 def active() -> list:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 
+from webui import compat
 from webui.generation.images import read_infotext
 
 
@@ -18,3 +19,6 @@ def run_pnginfo(image):
     info = "".join(f"<div><p><b>{html.escape(key)}</b></p><p>{html.escape(value)}</p></div>\n"
                    for key, value in items.items())
     return "", geninfo, info or "<div><p>Nothing found in the image.</p></div>"
+
+
+__getattr__ = compat.report_missing_names(__name__)

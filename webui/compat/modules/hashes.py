@@ -23,3 +23,6 @@ def sha256_from_cache(filename, title=None, use_addnet_hash=False) -> str | None
 
 def sha256(filename, title=None, use_addnet_hash=False) -> str:
     return ours.sha256(filename, _cache_path())
+
+
+__getattr__ = compat.report_missing_names(__name__)

@@ -80,3 +80,6 @@ def read_info_from_image(image):
 
 def flatten(img, bgcolor="#ffffff"):
     return _flatten(img)
+
+
+__getattr__ = compat.report_missing_names(__name__)

@@ -8,6 +8,7 @@ import io
 
 from PIL import Image
 
+from webui import compat
 from webui.generation.infotext import parse_infotext, quote, unquote  # noqa: F401
 
 paste_fields: dict = {}  # tab -> {"init_img": ..., "fields": [(component, key)], ...}
@@ -60,3 +61,6 @@ def image_from_url_text(filedata):
     if filedata.startswith("data:image/png;base64,"):
         return Image.open(io.BytesIO(base64.b64decode(filedata.split(",", 1)[1])))
     return Image.open(filedata)
+
+
+__getattr__ = compat.report_missing_names(__name__)

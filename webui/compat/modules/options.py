@@ -152,7 +152,7 @@ class Options:
             return in_data_dir(key, options[key])
         if key in A1111_DEFAULTS:
             return in_data_dir(key, A1111_DEFAULTS[key])
-        raise AttributeError(f"no setting named {key!r}")
+        raise compat.missing("modules.shared.opts", key)
 
     def __setattr__(self, key, value):
         compat.state().options.update({key: value})  # validated; OptionsError (a ValueError) says why

@@ -17,7 +17,7 @@ paths: dict = {}
 def __getattr__(name):
     """Folders that follow the flags: data_path, models_path, extensions_dir, default_sd_model_file..."""
     if name not in ("data_path", "models_path", "extensions_dir", "config_states_dir", "default_output_dir"):
-        raise AttributeError(f"module 'modules.paths' has no attribute {name!r}")
+        raise compat.missing(__name__, name)
     flags = compat.state().flags
     if name == "data_path":
         return str(flags.data_dir)
@@ -31,4 +31,4 @@ def __getattr__(name):
         return str(Path(flags.data_dir) / "config_states")
     if name == "default_output_dir":
         return str(Path(flags.data_dir) / "outputs")
-    raise AttributeError(f"module 'modules.paths' has no attribute {name!r}")
+    raise compat.missing(__name__, name)

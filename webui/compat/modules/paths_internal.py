@@ -7,4 +7,4 @@ from . import paths as _paths
 def __getattr__(name):
     if name.startswith("__"):
         raise AttributeError(name)
-    return getattr(_paths, name)
+    return getattr(_paths, name)  # modules.paths records a name it lacks

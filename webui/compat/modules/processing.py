@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from webui import compat
 from webui.extensions.processing import (  # noqa: F401
     Processed, StableDiffusionProcessing, StableDiffusionProcessingImg2Img, StableDiffusionProcessingTxt2Img,
     fix_seed, process_images,
@@ -52,3 +53,6 @@ class _Model:
         self.name = getattr(model, "name", None)
         self.vae_file = getattr(model, "vae_file", None)
         self.vae_sha256 = getattr(model, "vae_sha256", None)
+
+
+__getattr__ = compat.report_missing_names(__name__)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from webui import compat
+
 
 def load(filename, *args, **kwargs):
     kwargs["weights_only"] = True
@@ -13,3 +15,6 @@ def load(filename, *args, **kwargs):
 
 unsafe_torch_load = load
 load_with_extra = load
+
+
+__getattr__ = compat.report_missing_names(__name__)

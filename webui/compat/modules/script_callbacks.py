@@ -95,3 +95,6 @@ def list_unets_callback() -> list:
     found: list = []
     _registry().run("list_unets", found)
     return found
+
+
+__getattr__ = compat.report_missing_names(__name__)

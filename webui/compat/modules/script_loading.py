@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import os
 
+from webui import compat
+
 
 def load_module(path):
     spec = importlib.util.spec_from_file_location(os.path.basename(path), path)
@@ -15,3 +17,6 @@ def load_module(path):
 
 def preload_extensions(extensions_dir, parser, extension_list=None):
     pass
+
+
+__getattr__ = compat.report_missing_names(__name__)

@@ -57,4 +57,4 @@ def __getattr__(name):
         return runner_for(compat.state(), name.removeprefix("scripts_"))
     if name == "scripts_data":
         return [(c.cls, str(c.path), str(c.basedir), None) for c in compat.state().scripts.classes]
-    raise AttributeError(f"module 'modules.scripts' has no attribute {name!r}")
+    raise compat.missing(__name__, name)

@@ -3,6 +3,8 @@ This WebUI has no Extras tab yet, so they are not run."""
 
 from __future__ import annotations
 
+from webui import compat
+
 
 class PostprocessedImage:
     def __init__(self, image):
@@ -35,3 +37,6 @@ class ScriptPostprocessing:
 
     def image_changed(self):
         pass
+
+
+__getattr__ = compat.report_missing_names(__name__)

@@ -50,3 +50,6 @@ class StableDiffusionModelHijack:
 
 
 model_hijack = StableDiffusionModelHijack()
+
+
+__getattr__ = compat.report_missing_names(__name__)

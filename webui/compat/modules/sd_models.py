@@ -29,7 +29,7 @@ def __getattr__(name):
         return {alias: c for c in _models().checkpoints() for alias in c.aliases()}
     if name == "model_path":
         return str(_models().models_dir)
-    raise AttributeError(f"module 'modules.sd_models' has no attribute {name!r}")
+    raise compat.missing(__name__, name)
 
 
 def get_closet_checkpoint_match(search_string):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 
+from webui import compat
 from webui.generation.samplers import SAMPLERS
 
 SamplerData = namedtuple("SamplerData", ["name", "constructor", "aliases", "options"])
@@ -39,3 +40,6 @@ def get_sampler_and_scheduler(sampler_name, scheduler_name, *, convert_automatic
 
 def set_samplers() -> None:
     pass
+
+
+__getattr__ = compat.report_missing_names(__name__)

@@ -18,7 +18,7 @@ def __getattr__(name):
         slot = getattr(compat.state().models, "slot", None)
         vae = getattr(slot.model, "vae_file", None) if slot is not None and slot.model is not None else None
         return str(vae) if vae else None
-    raise AttributeError(f"module 'modules.sd_vae' has no attribute {name!r}")
+    raise compat.missing(__name__, name)
 
 
 def refresh_vae_list() -> None:

@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 from webui import compat
-
 from .options import A1111_DEFAULTS, OptionHTML, OptionInfo, Options, options_section  # noqa: F401
 
 opts = Options()
@@ -226,7 +225,7 @@ def __getattr__(name):
         from . import paths
 
         return getattr(paths, name)
-    raise AttributeError(f"module 'modules.shared' has no attribute {name!r}")
+    raise compat.missing(__name__, name)
 
 
 def natural_sort_key(s, regex=re.compile("([0-9]+)")):

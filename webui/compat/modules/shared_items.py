@@ -27,3 +27,6 @@ def refresh_checkpoints() -> None:
 
 def sd_unet_items() -> list[str]:
     return ["Automatic", "None"]
+
+
+__getattr__ = compat.report_missing_names(__name__)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from webui import compat
+
 
 def get_param(model) -> torch.nn.Parameter:
     """The first parameter of a module (or of a wrapper holding one as `.model`): its device and dtype."""
@@ -17,3 +19,6 @@ def get_param(model) -> torch.nn.Parameter:
 def float64(tensor: torch.Tensor) -> torch.dtype:
     """float64 where the device has it (Apple's MPS and some XPUs do not)."""
     return torch.float32 if tensor.device.type in ("mps", "xpu") else torch.float64
+
+
+__getattr__ = compat.report_missing_names(__name__)

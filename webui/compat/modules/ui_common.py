@@ -6,6 +6,7 @@ import html
 
 import gradio as gr
 
+from webui import compat
 from .ui_components import ToolButton
 
 refresh_symbol = "\U0001f504"  # 🔄
@@ -37,3 +38,6 @@ def setup_dialog(button_show, dialog, *, button_close=None):
     button_show.click(fn=lambda: gr.update(visible=True), outputs=[dialog])
     if button_close is not None:
         button_close.click(fn=lambda: gr.update(visible=False), outputs=[dialog])
+
+
+__getattr__ = compat.report_missing_names(__name__)

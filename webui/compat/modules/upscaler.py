@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from PIL import Image
 
+from webui import compat
+
 LANCZOS = Image.Resampling.LANCZOS
 NEAREST = Image.Resampling.NEAREST
 
@@ -121,3 +123,6 @@ def sd_upscalers() -> list[UpscalerData]:
         scaler = BUILT_IN[name]() if name in BUILT_IN else RegisteredUpscaler(name)
         entries.append(UpscalerData(name, None, scaler, scale=4 if name not in BUILT_IN else 1))
     return entries
+
+
+__getattr__ = compat.report_missing_names(__name__)

@@ -73,6 +73,28 @@
         };
     }
 
+    // An error thrown by an extension's page script goes to the server, which shows it for that extension
+    // in the Extensions tab (webui/extensions/assets.py page_error_sink). Each error once per page.
+    const pageErrors = [], reported = new Set();
+    function reportPageErrors() {
+        const box = document.querySelector("#extension_page_errors textarea");
+        if (!box) return;
+        while (pageErrors.length) {
+            box.value = JSON.stringify(pageErrors.shift());
+            updateInput(box);
+        }
+    }
+    window.addEventListener("error", (event) => {
+        if (!event.filename || !event.filename.includes("file=")) return;
+        const report = {url: event.filename, line: event.lineno, message: String(event.message)};
+        const key = JSON.stringify(report);
+        if (reported.has(key) || reported.size > 50) return;
+        reported.add(key);
+        pageErrors.push(report);
+        reportPageErrors();
+    });
+    registered.uiLoaded.push(reportPageErrors);
+
     // Globals of A1111's own page scripts that extensions read or extend.
     window.titles = window.titles || {};  // hints.js: tooltip text by element label
     // aspectRatioOverlay.js: called as dimensionChange(event, isWidth, isHeight) when a size slider
