@@ -234,6 +234,10 @@ def test_install_py_cannot_change_the_packages_the_webui_needs(tmp_path):
     assert "gradio==0.0.1" in ext.install_output
     assert importlib.metadata.version("gradio") == before
     assert loader.protected_versions()["transformers"] == importlib.metadata.version("transformers")
+    # pip's other way of saying it (sd-dynamic-prompts' magicprompt extra wants transformers<5): only ours count.
+    assert loader._refused_packages(
+        'ERROR: Could not find a version that satisfies the requirement transformers[torch]<5; extra == "magic"\n'
+        "ERROR: No matching distribution found for send2trash\n") == {"transformers"}
 
 
 def test_the_packages_a1111_extensions_assume_are_there(tmp_path):
