@@ -282,7 +282,7 @@ def run_installer(ext: Extension, constraints: Path | None = None) -> bool:
     if code != 0:
         last = ext.install_output.strip().splitlines()[-1:] or [""]
         ext.install_error = f"install.py failed (exit code {code}): {last[0]}"
-        refused = sorted(set(re.findall(r"The user requested \(constraint\) ([\w.-]+)==", ext.install_output)))
+        refused = sorted(_refused_packages(ext.install_output))
         if refused:
             ext.install_error = (f"install.py asked for other versions of {', '.join(refused)}, which the WebUI needs "
                                  f"as installed; refused (the extension loads without them)")
@@ -290,6 +290,15 @@ def run_installer(ext: Extension, constraints: Path | None = None) -> bool:
         return False
     ext.install_error = None
     return True
+
+
+def _refused_packages(pip_output: str) -> set[str]:
+    """The WebUI's own packages pip could not change for an install.py: named as constraints in a conflict,
+    or as a requirement no version of which fits (the only one allowed being the installed one)."""
+    names = set(re.findall(r"The user requested \(constraint\) ([\w.-]+)==", pip_output))
+    wanted = re.findall(r"(?:satisfies the requirement|No matching distribution found for) ([\w.-]+)", pip_output)
+    protected = {name.lower().replace("_", "-") for name in protected_versions()}
+    return names | {name for name in wanted if name.lower().replace("_", "-") in protected}
 
 
 def _read_stamps(path: Path | None) -> dict:
