@@ -8,7 +8,7 @@ extensions and users' scripts.
 from .attention import BREAK, attention_runs, parse_prompt_attention
 from .composable import get_multicond_prompt_list, split_and
 from .extra_networks import ExtraNetwork, extract_extra_networks, parse_extra_networks
-from .prompt import PromptPart, PromptSchedule, ScheduledText, old_timelines_differ, parse_prompt
+from .prompt import PromptPart, PromptSchedule, ScheduledText, bracket_depth, old_timelines_differ, parse_prompt
 from .scheduling import Timeline, get_learned_conditioning_prompt_schedules, prompt_schedule
 from .styles import apply_styles_to_prompt, merge_prompts
 
@@ -21,6 +21,7 @@ __all__ = [
     "Timeline",
     "apply_styles_to_prompt",
     "attention_runs",
+    "bracket_depth",
     "extract_extra_networks",
     "get_learned_conditioning_prompt_schedules",
     "get_multicond_prompt_list",

@@ -28,7 +28,9 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
-_BREAK = re.compile(r"\s*\bBREAK\b\s*", re.DOTALL)
+# BREAK and the whitespace around it (A1111's \s*\bBREAK\b\s*). The whitespace is stripped from the pieces
+# instead of matched: that pattern backtracks over every whitespace run, quadratic on long runs of spaces.
+_BREAK = re.compile(r"\bBREAK\b")
 
 
 def parse_prompt_attention(text: str) -> list[list]:
@@ -60,6 +62,9 @@ def attention_runs(text: str) -> tuple[tuple[str, float], ...]:
         for i, piece in enumerate(pieces):
             if i:
                 runs.append(list(BREAK))
+                piece = piece.lstrip()  # str.strip's whitespace is re's \s
+            if i < len(pieces) - 1:
+                piece = piece.rstrip()
             runs.append([piece, 1.0])
 
     for match in _TOKEN.finditer(text):

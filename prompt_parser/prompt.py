@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .composable import split_and
@@ -90,6 +91,23 @@ def parse_prompt(
         for piece, weight in pieces
     )
     return PromptSchedule(prompt, parts, networks, timeline)
+
+
+_BRACKETS = re.compile(r"\\.|[][()]", re.DOTALL)  # an escaped character, or a bracket
+
+
+def bracket_depth(prompt: str) -> int:
+    """How deeply the prompt's brackets, ( and [, nest. An unclosed one counts (A1111 applies its
+    emphasis to the rest of the prompt); escaped ones do not. Servers bound this (webui's
+    --max-prompt-nesting): parsing and emphasis weights grow with it, and no real prompt nests deeply."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(prompt):
+        if match.group() in "([":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif match.group() in ")]":
+            depth = max(depth - 1, 0)
+    return deepest
 
 
 def old_timelines_differ(prompt: str, base_steps: int, hires_steps: int | None = None) -> bool:

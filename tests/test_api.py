@@ -55,7 +55,9 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(data_dir):
-    flags = parse_flags(["--data-dir", str(data_dir), "--use-cpu", "all", "--precision", "full", "--ckpt", "tiny"])
+    # --max-steps raised (default 150): the queue test needs a job long enough to watch and interrupt.
+    flags = parse_flags(["--data-dir", str(data_dir), "--use-cpu", "all", "--precision", "full", "--ckpt", "tiny",
+                         "--max-steps", "1000"])
     srv = Server(SharedState.create(flags))
     yield srv
     srv.close()

@@ -13,7 +13,8 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from .generation.params import GenerationSettings, ParamsError, Txt2ImgParams
+from .flags import add_limit_flags
+from .generation.params import GenerationSettings, Limits, ParamsError, Txt2ImgParams
 
 
 def _common_flags() -> argparse.ArgumentParser:
@@ -60,6 +61,7 @@ def _common_flags() -> argparse.ArgumentParser:
     settings.add_argument("--rng", dest="randn_source", default="GPU", choices=["GPU", "CPU", "NV"])
     settings.add_argument("--ensd", dest="eta_noise_seed_delta", type=int, default=0)
     settings.add_argument("--tiled-vae-decode", action="store_true")
+    add_limit_flags(common)  # the WebUI's --max-* limits, so the CLI refuses the same requests unless raised
     return common
 
 
@@ -159,9 +161,10 @@ def _params(cls, args: argparse.Namespace, model, **given):
         eta_noise_seed_delta=args.eta_noise_seed_delta, tiled_vae_decode=args.tiled_vae_decode,
         nan_check=not args.disable_nan_check,
     )
-    names = {f.name for f in fields(cls)} - {"settings", *given}
+    names = {f.name for f in fields(cls)} - {"settings", "limits", *given}
     values = {**own_defaults(model.metadata), **{k: v for k, v in vars(args).items() if k in names and v is not None}}
-    return cls(**{k: v for k, v in values.items() if k in names}, settings=settings, **given)
+    return cls(**{k: v for k, v in values.items() if k in names}, settings=settings, limits=Limits.from_flags(args),
+               **given)
 
 
 def _generate(function, model, params, data_dir: str, lora_dir: str | None = None, embeddings=None) -> int:

@@ -59,9 +59,28 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     add("--no-half", action="store_true", help="fp32 weights on the GPU")
     add("--no-half-vae", action="store_true", help="fp32 VAE on the GPU")
     add("--disable-nan-check", action="store_true", help="keep (black) images whose UNet or VAE output held NaNs")
+    add_limit_flags(parser)
     for flag in ACCEPTED_WITHOUT_EFFECT:
         add(flag, action="store_true", help=argparse.SUPPRESS)
     return parser
+
+
+def add_limit_flags(parser) -> None:
+    """--max-prompt-length, --max-pixels, ...: how much work one request may ask for (generation/params.Limits;
+    defaults: A1111's UI maxima). Flags, not settings, so that only whoever starts the server can raise them."""
+    from .generation.params import LIMIT_FLAGS, Limits
+
+    group = parser.add_argument_group("limits per request (raise them for a trusted, powerful server)")
+    for name, what in LIMIT_FLAGS.items():
+        group.add_argument(f"--max-{name.replace('_', '-')}", type=_positive, default=getattr(Limits(), name),
+                           metavar="N", help=f"{what} (default %(default)s)")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, not {text}")
+    return value
 
 
 def parse_flags(argv: list[str], parser: argparse.ArgumentParser | None = None,

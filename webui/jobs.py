@@ -21,11 +21,11 @@ from typing import Any
 
 from .generation.denoiser import Interrupted, JobControl
 from .generation.images import output_folder_problem
-from .generation.params import ParamsError
+from .generation.params import Limits, ParamsError
 from .generation.img2img import img2img
 from .generation.processing import ModelUsed, Processed, txt2img
 from .models.model import SDModel
-from .state import OPTION_DEFAULTS, OptionsError, SharedState
+from .state import OptionsError, SharedState, checked_settings
 
 log = logging.getLogger(__name__)
 
@@ -35,21 +35,10 @@ KEEP_FINISHED = 256  # finished jobs remembered for progress/result look-ups
 
 
 def checked_overrides(overrides: dict[str, Any] | None) -> dict[str, Any]:
-    """The `override_settings` entries our Options know, type-checked; unknown keys are ignored.
-
-    A1111 clients send keys we have no use for (face restoration, ...): ignoring them keeps those
-    clients working. A known key with a wrong type is an error naming the key.
-    """
-    known = {}
-    for key, value in (overrides or {}).items():
-        if key not in OPTION_DEFAULTS:
-            continue
-        default = OPTION_DEFAULTS[key]
-        numeric = isinstance(default, float) and isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not numeric and (not isinstance(value, type(default)) or isinstance(value, bool) != isinstance(default, bool)):
-            raise OptionsError(f"override_settings.{key} must be {type(default).__name__}, not {value!r}")
-        known[key] = value
-    return known
+    """The `override_settings` entries our Options know, checked as Options checks a stored value (type, range,
+    choices: state.option_problem); unknown keys are ignored (A1111 clients send keys we have no use for).
+    A known key with a bad value is an OptionsError naming the key."""
+    return checked_settings(overrides, "override_settings")
 
 
 class Job:
@@ -211,6 +200,7 @@ class JobQueue:
             p = job.params
             if not job.keep_settings:
                 p.settings = self.state.generation_settings(job.overrides)
+            p.limits = Limits.from_flags(self.state.flags)  # the server's, whoever built the params
             p.validate()
             self._use_vae(job, model)
             if isinstance(model, SDModel):
@@ -218,7 +208,7 @@ class JobQueue:
             self._run_batches(job, model, p, result)
         except Interrupted:
             job._finish("interrupted")
-        except ParamsError as error:
+        except (ParamsError, OptionsError) as error:  # a parameter or a setting a script or the user chose
             job.bad_input = True
             job._finish("failed", str(error))
         except Exception as error:

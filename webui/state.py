@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import tempfile
 import threading
@@ -21,7 +22,9 @@ import torch
 from .devices import choose_devices
 from .extensions.callbacks import CallbackRegistry
 from .extensions.scripts import ScriptRegistry
-from .generation.params import GenerationSettings
+from .generation.conditioning import EMPHASIS_MODES
+from .generation.params import MAX_CLIP_SKIP, GenerationSettings
+from .generation.rng import SOURCES
 from .models.discovery import (
     CheckpointInfo, CheckpointNotFound, available_checkpoints, find_checkpoint, with_hash,
 )
@@ -54,9 +57,58 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "outdir_img2img_samples": "outputs/img2img-images",
     "disabled_extensions": [],  # extension folder names (Extensions tab)
     "disable_all_extensions": "none",  # "none", "extra" (only built-in ones run) or "all"
+    # Ours: an API client that disconnects has its job cancelled (nobody gets its images; others wait behind it).
+    "api_cancel_on_disconnect": True,
 }
 # Options that name folders: frozen by --hide-ui-dir-config.
 DIRECTORY_OPTIONS = ("outdir_txt2img_samples", "outdir_img2img_samples")
+
+
+def _between(low: float, high: float | None = None):
+    """A rule: a number from `low` to `high` (no upper end when None); NaN is never in range."""
+    def check(value) -> str | None:
+        if not (low <= value and (high is None or value <= high)):
+            return f"must be between {low} and {high}" if high is not None else f"must be {low} or more"
+        return None
+    return check
+
+
+def _one_of(*choices: str):
+    def check(value) -> str | None:
+        return None if value in choices else f"must be one of {', '.join(choices)}"
+    return check
+
+
+def _file_name_pattern(value: str) -> str | None:
+    """A1111's [tag] pattern names a file inside the day's outputs folder: nothing in it (the literal text or
+    a tag's <argument>) may lead elsewhere."""
+    if any(c in value for c in "/\\\0:") or ".." in value:
+        return "must be a file name: no /, \\, :, .. or NUL (the image stays in its outputs folder)"
+    return None if len(value) <= 256 else "must be at most 256 characters"
+
+
+def _text_list(value: list) -> str | None:
+    return None if all(isinstance(item, str) for item in value) else "must be a list of names"
+
+
+# Content rules beyond the default's type, per setting: A1111's ranges and choices (its sliders' ranges), so that
+# no stored value can fail every job. The one check of a setting's value: POST /options, the Settings tab,
+# override_settings (per job or set by a script) and config.json at start all go through `option_problem`.
+OPTION_RULES: dict[str, Any] = {
+    "CLIP_stop_at_last_layers": _between(1, MAX_CLIP_SKIP),
+    "emphasis": _one_of(*EMPHASIS_MODES),
+    "comma_padding_backtrack": _between(0, 74),
+    "randn_source": _one_of(*SOURCES),
+    "eta_noise_seed_delta": _between(-(2**32), 2**32),
+    "eta_ancestral": _between(0, 1),
+    "eta_ddim": _between(0, 1),
+    "initial_noise_multiplier": _between(0.5, 1.5),
+    "show_progress_every_n_steps": _between(-1),
+    "samples_format": _one_of("png", "jpg", "jpeg", "webp"),
+    "samples_filename_pattern": _file_name_pattern,
+    "disabled_extensions": _text_list,
+    "disable_all_extensions": _one_of("none", "extra", "all"),
+}
 
 
 class OptionsError(ValueError):
@@ -75,12 +127,61 @@ def type_problem(key: str, value: Any, default: Any) -> str | None:
     return None
 
 
+def option_problem(key: str, value: Any, default: Any) -> str | None:
+    """Why `value` cannot be setting `key`, or None: its type (`type_problem`), a finite number for a float
+    setting (extensions' too), then the setting's rule in OPTION_RULES."""
+    if (problem := type_problem(key, value, default)) is not None:
+        return problem
+    if isinstance(default, float) and not math.isfinite(value):
+        return f"setting {key!r} must be a finite number, not {value!r}"
+    rule = OPTION_RULES.get(key)
+    if rule is not None and (problem := rule(value)) is not None:
+        return f"setting {key!r} {problem}, not {value!r}"
+    return None
+
+
+def checked_settings(values: dict[str, Any] | None, where: str = "override_settings") -> dict[str, Any]:
+    """The entries of `values` our built-in settings know, each checked (`option_problem`); others are left out.
+
+    A1111 clients and scripts send keys we have no use for (face restoration, ...): leaving them out keeps those
+    clients working. A known key with a bad value is an OptionsError naming `where` and the key.
+    """
+    known, problems = {}, []
+    for key, value in (values or {}).items():
+        if key not in OPTION_DEFAULTS:
+            continue
+        if (problem := option_problem(key, value, OPTION_DEFAULTS[key])) is not None:
+            problems.append(f"{where}: {problem}")
+        known[key] = value
+    if problems:
+        raise OptionsError("; ".join(problems))
+    return known
+
+
+def read_settings_file(path: Path) -> tuple[dict[str, Any], list[str]]:
+    """(the stored settings, the problems found) of a config.json. Never raises: an unreadable file, or one that
+    is not a JSON object, gives no settings and says why. Values are checked later, key by key (Options)."""
+    if not path.is_file():
+        return {}, []
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        return {}, [f"{path.name} is unreadable ({error}); using default settings"]
+    if not isinstance(stored, dict):
+        return {}, [f"{path.name} holds a JSON {type(stored).__name__}, not an object of settings; using default settings"]
+    return stored, []
+
+
 class Options:
     """User settings, persisted to config.json (A1111's file and key names).
 
     Extensions add settings of their own with `register` (A1111's shared.opts.add_option): they are
     validated against their default's type and saved next to the built-in ones. Stored values of
     settings nobody registered (an extension now disabled) are kept and written back.
+
+    Every value is checked (`option_problem`) when it changes and when config.json is read: a bad stored
+    value, or an unreadable file, gives the default and a line in `load_warnings` (logged, and shown on
+    the Settings tab), never a failed start or a setting that fails every job.
     """
 
     def __init__(self, path: Path, frozen: bool = False, frozen_keys: tuple[str, ...] = ()):
@@ -93,13 +194,16 @@ class Options:
         self._onchange: dict[str, Any] = {}
         self._infos: dict[str, Any] = {}  # key -> the extension's OptionInfo (label, component, section)
         self._unclaimed: dict[str, Any] = {}  # stored keys not (yet) registered
-        if path.is_file():
-            try:
-                stored = json.loads(path.read_text(encoding="utf-8"))
-                self._values.update({k: v for k, v in stored.items() if k in OPTION_DEFAULTS})
-                self._unclaimed = {k: v for k, v in stored.items() if k not in OPTION_DEFAULTS}
-            except (OSError, ValueError, AttributeError) as error:
-                log.warning("%s is unreadable (%s); using default settings", path, error)
+        stored, self.load_warnings = read_settings_file(path)  # load_warnings: what was wrong in the file
+        for key, value in stored.items():
+            if key not in OPTION_DEFAULTS:
+                self._unclaimed[key] = value
+            elif (problem := option_problem(key, value, OPTION_DEFAULTS[key])) is not None:
+                self.load_warnings.append(f"{path.name}: {problem}; using the default, {OPTION_DEFAULTS[key]!r}")
+            else:
+                self._values[key] = value
+        for warning in self.load_warnings:
+            log.warning("%s", warning)
 
     def register(self, key: str, default: Any, onchange=None, info: Any = None) -> None:
         """An extension's setting: its stored value when config.json has one, else `default`.
@@ -114,7 +218,13 @@ class Options:
                 return
             self._extension_defaults[key] = default
             if key not in self._values:
-                self._values[key] = self._unclaimed.pop(key, default)
+                stored = self._unclaimed.pop(key, default)
+                if (problem := option_problem(key, stored, default)) is not None:
+                    warning = f"{self.path.name}: {problem}; using the default, {default!r}"
+                    self.load_warnings.append(warning)
+                    log.warning("%s", warning)
+                    stored = default
+                self._values[key] = stored
 
     def registered(self) -> dict[str, Any]:
         """The OptionInfo of every setting extensions registered, in registration order."""
@@ -153,7 +263,7 @@ class Options:
                 problems.append(f"unknown setting {key!r}")
             elif self.frozen or key in self.frozen_keys:
                 problems.append(f"setting {key!r} is frozen by a command-line flag")
-            elif (problem := type_problem(key, value, defaults[key])) is not None:
+            elif (problem := option_problem(key, value, defaults[key])) is not None:
                 problems.append(problem)
         if problems:
             raise OptionsError("; ".join(problems))

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import math
 import time
 
-from fastapi import HTTPException
+import anyio
+from fastapi import HTTPException, Request
 
 
 from ..generation.img2img import Img2ImgParams
-from ..generation.params import ParamsError, Txt2ImgParams
+from ..generation.params import Limits, ParamsError, Txt2ImgParams
 from ..generation.processing import VERSION
 from ..jobs import Job, checked_overrides
 from ..state import OptionsError, SharedState
 from ..styles import apply_styles
 from .common import decode_image, encode_png, known_checkpoint
 from .models import Img2ImgRequest, Txt2ImgRequest
+
+log = logging.getLogger(__name__)
+DISCONNECT_CHECK_SECONDS = 0.25  # how often a waiting request looks whether its client is still there
 
 # Request fields for features this WebUI does not have yet: refused with a clear 400 when
 # set, rather than silently ignored (a client asking for face restoration should know).
@@ -68,7 +74,7 @@ def build_params(state: SharedState, req: Txt2ImgRequest, kind: str, checkpoint:
         values["init_images"] = [decode_image(data, f"init_images[{i}]") for i, data in enumerate(req.init_images)]
         if req.mask:
             values["mask"] = decode_image(req.mask, "mask")
-    p = cls(**values)
+    p = cls(**values, limits=Limits.from_flags(state.flags))  # the server's limits (--max-*), before queueing
     try:
         p.validate()  # the engine's own check, run again when the job starts
     except ParamsError as error:
@@ -131,9 +137,42 @@ def script_args_for(state: SharedState, req: Txt2ImgRequest, kind: str) -> list 
     return args
 
 
-async def run_generation(state: SharedState, req: Txt2ImgRequest, kind: str, owner: str) -> dict:
+def non_finite_field(value, path: str = "") -> str | None:
+    """The first field of a request (nested lists and objects included) holding NaN or an infinity, or None.
+    Python's JSON reader takes NaN and Infinity, but no JSON answer can carry them back (the echo of the request
+    would fail), and no field of ours needs them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        if (found := non_finite_field(item, f"{path}.{key}" if path else str(key))) is not None:
+            return found
+    return None
+
+
+async def client_gone(request: Request) -> bool:
+    """Whether the client has hung up. Starlette's request.is_disconnected() only looks without waiting, and
+    through an @app.middleware("http") (our timing, the login guard) that look never sees the disconnect; a wait
+    of a few milliseconds does. The body is read by now: the only message left to come is the disconnect."""
+    with anyio.move_on_after(0.005):
+        return (await request.receive())["type"] == "http.disconnect"
+    return False
+
+
+async def run_generation(state: SharedState, req: Txt2ImgRequest, kind: str, owner: str,
+                         request: Request | None = None) -> dict:
+    """Queue the request's job and wait for it. With `request` given and the api_cancel_on_disconnect setting on,
+    a client that hangs up has its job cancelled (waiting) or interrupted (running): nobody would get its images,
+    and others wait behind it."""
     overrides = checked_override_settings(state, req)
     p = build_params(state, req, kind, overrides.get("sd_model_checkpoint"))
+    if (field := non_finite_field(req.model_dump())) is not None:  # after build_params: its message is the better one
+        raise HTTPException(400, f"{field}: must be a finite number (NaN and Infinity are not accepted)")
     script_args = script_args_for(state, req, kind)
     try:
         job = state.queue.submit(kind, p, owner, req.force_task_id or None, override_settings=overrides,
@@ -141,8 +180,16 @@ async def run_generation(state: SharedState, req: Txt2ImgRequest, kind: str, own
     except ValueError as error:
         raise HTTPException(409, f"force_task_id: {error}") from None
     # Poll instead of blocking a worker thread, so many waiting clients cost no threads.
+    watch = request is not None and state.options.get("api_cancel_on_disconnect", True)
+    next_check = time.monotonic() + DISCONNECT_CHECK_SECONDS
     while not job.is_finished:
         await asyncio.sleep(0.02)
+        if watch and time.monotonic() >= next_check:
+            next_check = time.monotonic() + DISCONNECT_CHECK_SECONDS
+            if await client_gone(request):
+                log.info("job %s: its client disconnected; cancelling it", job.id)
+                state.queue.interrupt(job.id, owner)
+                watch = False  # the job ends within one denoising step; the answer goes nowhere
     if job.status == "failed":
         # A parameter the job could only check once running is the client's error; anything else ours.
         raise HTTPException(400 if job.bad_input else 500, f"{job.id} failed: {job.error}")

@@ -32,6 +32,14 @@ def set_options(state: SharedState, changes: Any) -> None:
         if not isinstance(name, str):
             raise HTTPException(422, "sd_model_checkpoint: expected a string")
         changes = {**changes, "sd_model_checkpoint": known_checkpoint(state, name, "sd_model_checkpoint").title}
+    vae = changes.get("sd_vae")
+    if isinstance(vae, str) and vae:  # a VAE that does not exist would fail every job: one of /sdapi/v1/sd-vae
+        from ..models.vae import VaeNotFound, resolve_vae, state_vaes
+
+        try:
+            resolve_vae(vae, None, state_vaes(state))
+        except VaeNotFound as error:
+            raise HTTPException(400, f"sd_vae: {error}") from None
     try:
         state.options.update(changes)
     except OptionsError as error:

@@ -21,6 +21,7 @@ from ..jobs import JobQueue
 from ..state import SharedState
 from . import info
 from .common import BasicAuth, caller, decode_image
+from .errors import hide_paths
 from .generation import run_generation
 from .models import (
     Img2ImgRequest, ImageResponse, InternalProgressRequest, InternalProgressResponse, PNGInfoRequest,
@@ -36,10 +37,13 @@ def _error(status: int, error: str, detail, errors="", headers=None) -> JSONResp
                         content={"error": error, "detail": detail, "body": "", "errors": errors})
 
 
-def _install_error_handlers(app: FastAPI) -> None:
+def _install_error_handlers(app: FastAPI, state: SharedState) -> None:
+    # Error texts name no absolute server path (api/errors.py): a data-folder path shows relative to it.
+    public = lambda detail: hide_paths(detail, state.flags.data_dir) if isinstance(detail, str) else detail  # noqa: E731
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        return _error(exc.status_code, type(exc).__name__, exc.detail, headers=getattr(exc, "headers", None))
+        return _error(exc.status_code, type(exc).__name__, public(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
@@ -52,7 +56,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception):
         log.exception("API error on %s", request.url.path)
-        return _error(500, type(exc).__name__, str(exc))
+        return _error(500, type(exc).__name__, public(str(exc)))
 
 
 def _install_timing(app: FastAPI, log_requests: bool) -> None:
@@ -74,7 +78,7 @@ def _prepare(app: FastAPI, state: SharedState) -> None:
     state.queue.start()
     if not getattr(app.state, "webui_api_prepared", False):
         app.state.webui_api_prepared = True
-        _install_error_handlers(app)
+        _install_error_handlers(app, state)
         _install_timing(app, bool(getattr(state.flags, "api_log", False)))
 
 
@@ -88,11 +92,11 @@ def register_api(app: FastAPI, state: SharedState, internal: bool = True) -> Non
 
     @api.post("/txt2img", response_model=ImageResponse)
     async def txt2img(req: Txt2ImgRequest, request: Request):
-        return await run_generation(state, req, "txt2img", caller(request))
+        return await run_generation(state, req, "txt2img", caller(request), request)
 
     @api.post("/img2img", response_model=ImageResponse)
     async def img2img(req: Img2ImgRequest, request: Request):
-        return await run_generation(state, req, "img2img", caller(request))
+        return await run_generation(state, req, "img2img", caller(request), request)
 
     @api.post("/png-info", response_model=PNGInfoResponse)
     def png_info(req: PNGInfoRequest):

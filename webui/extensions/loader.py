@@ -122,11 +122,12 @@ def _enable_settings(state, flags) -> tuple[set[str], str]:
     if options is not None:
         values = options.as_dict()
     else:
+        from ..state import OPTION_DEFAULTS, option_problem, read_settings_file
+
         settings = Path(flags.ui_settings_file) if flags.ui_settings_file else Path(flags.data_dir) / "config.json"
-        try:
-            values = json.loads(settings.read_text(encoding="utf-8")) if settings.is_file() else {}
-        except (OSError, ValueError):
-            values = {}  # the settings loader reports an unreadable file
+        stored, _ = read_settings_file(settings)  # Options reports the file's problems when it reads it
+        values = {key: stored[key] for key in ("disabled_extensions", "disable_all_extensions")
+                  if key in stored and option_problem(key, stored[key], OPTION_DEFAULTS[key]) is None}
     mode = values.get("disable_all_extensions", "none")
     return set(values.get("disabled_extensions") or ()), mode if mode in DISABLE_ALL_CHOICES else "none"
 

@@ -263,6 +263,7 @@ def _process_images(p, sink: GenerationResult | None) -> Processed:
     p.all_subseeds = list(p.subseed) if isinstance(p.subseed, list) else [p.subseed + i for i in range(count)]
     if p.prompt_for_display is None:
         p.prompt_for_display = p.all_prompts[0]
+    p.to_params().validate()  # the whole call, as a script set it up (its n_iter, prompts), before any batch
     prompts, negatives = list(p.all_prompts), list(p.all_negative_prompts)
     hr_prompts, hr_negatives = list(p.all_hr_prompts), list(p.all_hr_negative_prompts)
     if runner is not None:
@@ -337,10 +338,11 @@ def _extend(result: GenerationResult, part: GenerationResult) -> None:
 
 
 def _known(overrides: dict | None) -> dict:
-    """The override_settings our settings know (scripts may set any A1111 key; others are ignored)."""
-    from ..state import OPTION_DEFAULTS
+    """The override_settings our settings know, checked as the API checks a request's (scripts may set any A1111
+    key; others are ignored; a bad value, such as an X/Y/Z clip skip of 1000, fails the job as the user's error)."""
+    from ..state import checked_settings
 
-    return {key: value for key, value in (overrides or {}).items() if key in OPTION_DEFAULTS}
+    return checked_settings(overrides, "override_settings")
 
 
 def _model_for(context: JobContext, p):

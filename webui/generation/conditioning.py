@@ -9,7 +9,7 @@ that the schedule lists several times (alternation) is weighted by its count ins
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -185,11 +185,14 @@ class _TextEncoder:
 class PromptEncoder:
     """Encodes groups of texts for one loaded model (SD1, SD2 or SDXL)."""
 
-    def __init__(self, model: SDModel, embeddings=None):
+    def __init__(self, model: SDModel, embeddings=None, before_chunk: Callable[[], None] | None = None):
         """`embeddings`: the textual-inversion embeddings usable with `model`
-        (`networks.embeddings.ModelEmbeddings`); None encodes names as plain words."""
+        (`networks.embeddings.ModelEmbeddings`); None encodes names as plain words. `before_chunk` is called
+        before each text-encoder call (a job's interrupt check: a long prompt with many scheduled texts takes
+        many calls, all before the first denoising step)."""
         self.model = model
         self.embeddings = embeddings
+        self.before_chunk = before_chunk
         self.used_embeddings: dict = {}  # name -> Embedding, every one placed in a text so far
         encoders, tokenizers = model.text_encoders, model.tokenizers
         if model.family.name == "sdxl":
@@ -235,6 +238,8 @@ class PromptEncoder:
             multipliers = torch.tensor([c.multipliers for c in batch], device=device)
             fixes = [(row, 1 + offset, e.vectors_for(encoder.embedding_key))  # 1 + : after BOS
                      for row, chunk in enumerate(batch) for offset, e in chunk.fixes]
+            if self.before_chunk is not None:
+                self.before_chunk()
             hidden, chunk_pooled = encoder.encode_chunks(tokens, options, fixes)
             hidden_parts.append(_apply_emphasis(hidden, multipliers, weights, options.emphasis))
             if index == 0:

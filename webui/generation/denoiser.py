@@ -42,6 +42,11 @@ class JobControl:
             self.skipped = False
             raise Skipped()
 
+    def check_interrupted(self) -> None:
+        """Interrupt only: for work outside a batch's Skip handling (prompt encoding)."""
+        if self.interrupted:
+            raise Interrupted()
+
 
 class ModelDenoiser:
     """The UNet seen from k-diffusion: (x, sigma) -> denoised, for eps or v models.

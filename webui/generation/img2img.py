@@ -24,7 +24,7 @@ from .decoding import decode_latents, encode_pixels
 from .denoiser import JobControl, Skipped
 from .hooks import NO_HOOKS, Batch, GenerationHooks
 from .images import check_output_folder, date_subfolder
-from .params import ParamsError, Txt2ImgParams
+from .params import ParamsError, Txt2ImgParams, number_problem
 from ..networks import LoraLibrary, activated_loras, prompt_networks
 from .processing import (
     Processed, entry, image_batches, image_extra_params, image_texts, infotext_params, with_extra_params,
@@ -81,8 +81,11 @@ class Img2ImgParams(Txt2ImgParams):
             problems.append(f"inpainting_mask_invert must be 0 or 1, not {self.inpainting_mask_invert}")
         if self.inpaint_full_res_padding < 0:
             problems.append(f"inpaint_full_res_padding must be 0 or more, not {self.inpaint_full_res_padding}")
-        if self.initial_noise_multiplier <= 0:
-            problems.append(f"initial_noise_multiplier must be positive, not {self.initial_noise_multiplier}")
+        noise = self.initial_noise_multiplier
+        if number_problem("initial_noise_multiplier", noise, 0, 10) or noise == 0:
+            problems.append(f"initial_noise_multiplier must be a finite number above 0 and at most 10, not {noise}")
+        if self.image_cfg_scale is not None:
+            problems += filter(None, [number_problem("image_cfg_scale", self.image_cfg_scale, 0, 100)])
         if problems:
             raise ParamsError("; ".join(problems))
 
@@ -191,7 +194,8 @@ def img2img(model: SDModel, p: Img2ImgParams, control: JobControl | None = None,
         tags = prompt_networks(batch.prompts[0])  # A1111 reads a batch's extra networks from its first prompt
         with activated_loras(model, tags, networks) as active:
             hooks.after_networks(batch, tags)
-            encoder = PromptEncoder(model, embeddings)  # textual inversion: records the embeddings used
+            # Textual inversion: records the embeddings used. An interrupt stops a long prompt's encoding.
+            encoder = PromptEncoder(model, embeddings, before_chunk=control.check_interrupted)
             conds, unconds = encode_batch(encoder, batch.prompts, batch.negative_prompts, schedule_steps, options,
                                           settings.use_old_scheduling)
             try:

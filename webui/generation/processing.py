@@ -19,7 +19,7 @@ from ..networks import LoraLibrary, activated_loras, prompt_networks
 from . import infotext as infotext_format
 from .conditioning import EncodeOptions, PromptEncoder
 from .decoding import decode_latents, encode_pixels
-from .denoiser import JobControl, Skipped
+from .denoiser import Interrupted, JobControl, Skipped
 from .hooks import NO_HOOKS, Batch, GenerationHooks
 from .images import check_output_folder, date_subfolder, save_image
 from .params import SAME_SAMPLER, SAME_SCHEDULER, ParamsError, Txt2ImgParams
@@ -151,7 +151,8 @@ def txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None = None,
         tags = prompt_networks(batch.prompts[0])  # A1111 reads a batch's extra networks from its first prompt
         with activated_loras(model, tags, networks) as active:
             hooks.after_networks(batch, tags)
-            encoder = PromptEncoder(model, embeddings)  # textual inversion: records the embeddings used
+            # Textual inversion: records the embeddings used. An interrupt stops a long prompt's encoding.
+            encoder = PromptEncoder(model, embeddings, before_chunk=control.check_interrupted)
             conds, unconds = encode_batch(encoder, batch.prompts, batch.negative_prompts, schedule_steps, options,
                                           settings.use_old_scheduling)
             try:
@@ -261,7 +262,10 @@ def _hires_pass(model: SDModel, p: Txt2ImgParams, hires: _HiresPlan, latents: to
                       crop_x // 2 : latents.shape[3] - (crop_x + 1) // 2]
     if p.denoising_strength == 0:
         return latents
-    conds, unconds = _hires_conds(p, hires, batch, encoder, options)
+    try:
+        conds, unconds = _hires_conds(p, hires, batch, encoder, options)
+    except Interrupted:  # stopped while encoding the hires prompts: the image as far as it got
+        return latents
     schedule_steps, t_enc = img2img_steps(hires.steps, p.denoising_strength, exact_steps=True)
     plan = plan_sampling(model, hires.choice, schedule_steps)
     sigmas = plan.sigmas[schedule_steps - t_enc - 1 :]

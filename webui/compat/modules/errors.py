@@ -5,7 +5,14 @@ from __future__ import annotations
 import logging
 import traceback
 
+from webui.generation.params import ParamsError
+
 log = logging.getLogger("extensions")
+
+# Ours, beyond A1111: a script raises InvalidInput for a value its user must change (an unknown axis type, a
+# range with too many values). The job fails as the user's error: the API answers 400 with the message, the
+# UI shows it. Any other exception from a script is the server's error (500).
+InvalidInput = ParamsError
 
 
 def report(message: str, *, exc_info: bool = False) -> None:

@@ -10,6 +10,7 @@ import math
 import gradio as gr
 
 from modules import images, scripts, shared
+from modules.errors import InvalidInput  # ours: a value the user must change (the API answers 400)
 from modules.processing import process_images
 
 
@@ -55,6 +56,13 @@ class Script(scripts.Script):
             raise ValueError(f"Unknown joining char {delimiter}")
         original = p.prompt if prompt_type == "positive" else p.negative_prompt
         original = original[0] if isinstance(original, list) else original
+        # 2^(parts - 1) images: checked against the server's limit per request (p.limits: --max-images) before
+        # the prompts are made, so that "a|b|c|..." with many parts cannot stall the server.
+        most = getattr(getattr(p, "limits", None), "images", None) or 800
+        optional = original.count("|")
+        if 2 ** optional > most:
+            raise InvalidInput(f"Prompt matrix: {optional} optional parts make 2^{optional} images; at most {most} "
+                               f"are allowed per request")
         parts, prompts = matrix_prompts(original, put_at_start, delimiter)
 
         p.n_iter = math.ceil(len(prompts) / p.batch_size)

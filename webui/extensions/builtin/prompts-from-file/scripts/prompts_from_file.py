@@ -12,6 +12,7 @@ import shlex
 import gradio as gr
 
 from modules import scripts, sd_samplers
+from modules.errors import InvalidInput  # ours: a value the user must change (the API answers 400)
 from modules.processing import Processed, process_images
 from modules.shared import state
 
@@ -60,7 +61,10 @@ def parse_line(line: str) -> dict:
         options[name] = OPTIONS[name](" ".join(words))
         pos += 1
     if "sampler_index" in options:  # A1111's old way of naming a sampler
-        options["sampler_name"] = sd_samplers.samplers[options.pop("sampler_index")].name
+        index = options.pop("sampler_index")
+        if not 0 <= index < len(sd_samplers.samplers):
+            raise ValueError(f"--sampler_index {index}: there are {len(sd_samplers.samplers)} samplers")
+        options["sampler_name"] = sd_samplers.samplers[index].name
     return options
 
 
@@ -107,9 +111,16 @@ class Script(scripts.Script):
         return [iterate, iterate_batch, position, prompt_txt]
 
     def run(self, p, checkbox_iterate, checkbox_iterate_batch, prompt_position, prompt_txt: str):
+        if not isinstance(prompt_txt, (str, type(None))):
+            raise InvalidInput(f"the list of prompt inputs must be text, not {type(prompt_txt).__name__}")
         jobs = parse_prompts(prompt_txt)
         p.do_not_save_grid = True
         state.job_count = sum(job.get("n_iter", p.n_iter) for job in jobs)
+        # Each line's images count against the server's limit per request (p.limits: --max-images), before any runs.
+        most = getattr(getattr(p, "limits", None), "images", None) or 800
+        wanted = sum(job.get("n_iter", p.n_iter) * job.get("batch_size", p.batch_size) for job in jobs)
+        if wanted > most:
+            raise InvalidInput(f"the {len(jobs)} lines ask for {wanted} images; at most {most} are allowed per request")
         if (checkbox_iterate or checkbox_iterate_batch) and p.seed == -1:
             p.seed = int(random.randrange(4294967294))
 
