@@ -203,10 +203,10 @@ def test_queue_with_concurrent_clients(server):
         results[name] = client.post("/sdapi/v1/txt2img", json={**SMALL, **body})
         results[name + "_at"] = time.monotonic()
 
-    def wait_for(task, status):
+    def wait_for(task, status, client):  # progress answers a task's owner only
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            r = alice.get("/sdapi/v1/progress", params={"id_task": task})
+            r = client.get("/sdapi/v1/progress", params={"id_task": task})
             if r.json()["status"] == status:
                 return r.json()
             time.sleep(0.02)
@@ -214,22 +214,25 @@ def test_queue_with_concurrent_clients(server):
 
     threads = [threading.Thread(target=run, args=("long", alice), kwargs={"steps": 1000, "force_task_id": "task(long)"})]
     threads[0].start()
-    wait_for("task(long)", "running")
+    wait_for("task(long)", "running", alice)
     for name, client in (("b1", bob), ("b2", bob), ("c1", carol), ("d1", dave)):
         extra = {"override_settings": {"sd_model_checkpoint": "broken"}} if name == "d1" else {}
         threads.append(threading.Thread(target=run, args=(name, client), kwargs={"force_task_id": f"task({name})", **extra}))
         threads[-1].start()
-        wait_for(f"task({name})", "queued")
-    # Round-robin: bob's second job waits behind carol's and dave's first.
-    assert alice.get("/internal/pending-tasks").json()["tasks"] == ["task(b1)", "task(c1)", "task(d1)", "task(b2)"]
+        wait_for(f"task({name})", "queued", client)
+    # Round-robin: bob's second job waits behind carol's and dave's first. Each client lists its own tasks.
+    assert bob.get("/internal/pending-tasks").json()["tasks"] == ["task(b1)", "task(b2)"]
+    assert alice.get("/internal/pending-tasks").json()["tasks"] == []
     assert bob.get("/sdapi/v1/progress", params={"id_task": "task(b2)"}).json()["queue_position"] == 4
-    poll = bob.post("/internal/progress", json={"id_task": "task(c1)"}).json()
+    poll = carol.post("/internal/progress", json={"id_task": "task(c1)"}).json()
     assert poll["queued"] and poll["textinfo"] == "In queue: 2/4"
-    # Others cannot stop alice's job; with no id, bob's interrupt touches only bob's (none running).
-    assert bob.post("/sdapi/v1/interrupt", json={"id_task": "task(long)"}).status_code == 403
-    assert carol.post("/sdapi/v1/skip", params={"id_task": "task(long)"}).status_code == 403
+    assert bob.post("/internal/progress", json={"id_task": "task(c1)"}).json()["textinfo"] == "Waiting..."
+    # Others cannot stop alice's job (to them it does not exist); with no id, bob's interrupt touches only
+    # bob's (none running).
+    assert bob.post("/sdapi/v1/interrupt", json={"id_task": "task(long)"}).status_code == 404
+    assert carol.post("/sdapi/v1/skip", params={"id_task": "task(long)"}).status_code == 404
     assert bob.post("/sdapi/v1/interrupt").json() == {"id_task": None, "ok": False}
-    progress = alice.get("/sdapi/v1/progress").json()  # the running job (A1111's fallback without id_task)
+    progress = alice.get("/sdapi/v1/progress").json()  # the caller's running job (no id_task)
     while progress["state"]["sampling_step"] < 1:
         progress = alice.get("/sdapi/v1/progress").json()
     assert progress["state"]["job"] == "task(long)" and progress["state"]["sampling_steps"] == 1000
@@ -263,7 +266,8 @@ def test_api_auth(data_dir):
             assert anon.post("/sdapi/v1/txt2img", json=SMALL).status_code == 401
             assert ok.get("/sdapi/v1/cmd-flags").json()["api_auth"] == "***"
             assert "s3:cret" not in ok.get("/sdapi/v1/cmd-flags").text
-            assert anon.get("/internal/ping").status_code == 200
+            assert anon.get("/internal/ping").status_code == 401  # A1111 leaves /internal open; we do not
+            assert ok.get("/internal/ping").status_code == 200
     finally:
         srv.close()
 

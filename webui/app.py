@@ -18,7 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.routing import Mount
 
 from .extensions.loader import Extension, discover, run_installers, run_preloads, stamp_file, start_extensions
-from .flags import build_parser, parse_credentials, parse_flags
+from .flags import build_parser, parse_flags
 from .state import SharedState
 
 log = logging.getLogger("webui")
@@ -62,12 +62,24 @@ def create_app(state: SharedState) -> FastAPI:
     from .ui import build_ui
 
     state.demo = build_ui(state)
-    logins = parse_credentials(flags.gradio_auth, flags.gradio_auth_path)
+    access = state.access  # the logins, checked (and throttled) by auth.Access
     app = gr.mount_gradio_app(
-        app, state.demo, path=flags.subpath or "/", auth=list(logins.items()) or None,
+        app, state.demo, path=flags.subpath or "/", auth=access.ui_password_ok if access.ui_users else None,
         head=assets.head_html(state), allowed_paths=assets.allowed_files(state),
     )
+    mount = app.router.routes[-1]  # mount_gradio_app adds the Gradio app last
+    app.state.gradio_mount = mount  # the guard (auth.install_guard) leaves its routes to Gradio's login
+    access.session_user = lambda request: _session_user(mount.app, request)
     return _app_started(state, app)
+
+
+def _session_user(gradio_app, request) -> str | None:
+    """The user a request's Gradio login cookie belongs to (Gradio keeps the tokens), or None."""
+    for name in (f"access-token-{gradio_app.cookie_id}", f"access-token-unsecure-{gradio_app.cookie_id}"):
+        user = gradio_app.tokens.get(request.cookies.get(name))
+        if user is not None:
+            return user
+    return None
 
 
 def _app_started(state: SharedState, app: FastAPI) -> FastAPI:

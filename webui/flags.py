@@ -27,6 +27,9 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     add("--gradio-auth", default=None, help='UI login "user:password[,user2:password2]"')
     add("--gradio-auth-path", default=None, help="file with user:password entries (lines or commas)")
     add("--api-auth", default=None, help='HTTP Basic auth for the API "user:password[,...]"')
+    add("--admin-users", default=None,
+        help="with a login: the users (comma-separated) who may manage extensions, restart the server and "
+             "change server-wide settings; nobody may without it")
     add("--cors-allow-origins", default=None, help="comma-separated origins allowed by CORS")
     add("--cors-allow-origins-regex", default=None)
     add("--tls-keyfile", default=None)

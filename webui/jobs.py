@@ -15,7 +15,7 @@ import logging
 import secrets
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,13 @@ log = logging.getLogger(__name__)
 KINDS = ("txt2img", "img2img")
 FINISHED = ("done", "failed", "interrupted")
 KEEP_FINISHED = 256  # finished jobs remembered for progress/result look-ups
+# Task ids are never reused, so one client's progress poll cannot come to show another's job.
+# The ids of remembered jobs (waiting, running, the last KEEP_FINISHED finished) are refused, and
+# so are the last KEEP_USED_IDS ids given out, forgotten jobs' included: a bounded memory, not
+# every id ever seen. An id older than both could be taken again, but its first job is forgotten
+# by then (no poll reaches it), and progress answers only a job's owner anyway (api/progress.py).
+KEEP_USED_IDS = 16 * KEEP_FINISHED
+MAX_TASK_ID = 200  # characters; a client's force_task_id is kept in that memory
 
 
 def checked_overrides(overrides: dict[str, Any] | None) -> dict[str, Any]:
@@ -122,6 +129,7 @@ class JobQueue:
         self.state = state
         self._cond = threading.Condition()
         self._jobs: dict[str, Job] = {}  # every job still remembered, by id
+        self._used_ids: OrderedDict[str, None] = OrderedDict()  # the last KEEP_USED_IDS ids, oldest first
         self._waiting: dict[str, deque[Job]] = {}  # owner -> their waiting jobs, oldest first
         self._turns: list[str] = []  # owners with waiting jobs; the first is served next
         self._current: Job | None = None
@@ -276,13 +284,17 @@ class JobQueue:
         if kind not in KINDS:
             raise ValueError(f"unknown job kind {kind!r}; expected one of {', '.join(KINDS)}")
         overrides = checked_overrides(override_settings)
+        if task_id is not None and len(task_id) > MAX_TASK_ID:
+            raise ValueError(f"a task id may have at most {MAX_TASK_ID} characters")
         with self._cond:
             job_id = task_id or f"task({kind}-{secrets.token_hex(8)})"
-            existing = self._jobs.get(job_id)
-            if existing is not None and not existing.is_finished:
-                raise ValueError(f"task id {job_id!r} is already queued or running")
+            if job_id in self._jobs or job_id in self._used_ids:
+                raise ValueError(f"task id {job_id!r} was already used; choose a new one (ids are never reused)")
             job = Job(job_id, kind, owner, params, overrides, keep_settings, script_args, is_api)
             self._jobs[job_id] = job
+            self._used_ids[job_id] = None
+            if len(self._used_ids) > KEEP_USED_IDS:
+                self._used_ids.popitem(last=False)
             if owner not in self._waiting:
                 self._waiting[owner] = deque()
                 self._turns.append(owner)
@@ -350,3 +362,11 @@ class JobQueue:
     def running_job_of(self, owner: str) -> Job | None:
         with self._cond:
             return self._current if self._current is not None and self._current.owner == owner else None
+
+    def next_job_of(self, owner: str) -> Job | None:
+        """The owner's running job, else the first of their waiting ones, else None."""
+        with self._cond:
+            if self._current is not None and self._current.owner == owner:
+                return self._current
+            waiting = self._waiting.get(owner)
+            return waiting[0] if waiting else None

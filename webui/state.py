@@ -461,8 +461,13 @@ class SharedState:
     extensions: list = field(default_factory=list)
     demo: Any = None
     restart: Any = None  # set by app.main: ends the server and starts the process again (Extensions tab)
+    access: Any = None  # logins, admins and the login throttle (auth.Access), made from the flags if not given
 
     def __post_init__(self):
+        if self.access is None:
+            from .auth import Access
+
+            self.access = Access.from_flags(self.flags)
         if isinstance(self.models, ModelManager):  # extensions hear of every checkpoint loaded
             self.models.on_loaded = lambda model: self.callbacks.run("model_loaded", model)
 

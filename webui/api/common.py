@@ -1,10 +1,10 @@
 """What every API route shares: who the caller is, Basic auth, errors, images in and out.
 
-Who is the caller (the owner of the jobs it submits, the only one allowed to interrupt or
-skip them): with --api-auth, the Basic-auth user name ("user:<name>"); without it, the
-client's address plus an optional `X-Client-Id` header ("ip:<host>" or "ip:<host>/<id>").
-Without --api-auth the header is taken on trust: clients behind one address can tell
-themselves apart with it, but nothing stops one from claiming another's id.
+Who is the caller (the owner of the jobs it submits, the only one allowed to follow, interrupt
+or skip them): with a login, the user name ("user:<name>"); without one, the client's address
+plus an optional `X-Client-Id` header ("ip:<host>" or "ip:<host>/<id>"). Without a login the
+header is taken on trust: clients behind one address can tell themselves apart with it, but
+nothing stops one from claiming another's id.
 """
 
 from __future__ import annotations
@@ -12,44 +12,39 @@ from __future__ import annotations
 import base64
 import binascii
 import io
-import secrets
 
-from fastapi import Depends, HTTPException, Request
-from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from fastapi import HTTPException, Request
 from PIL import Image, UnidentifiedImageError
 
+from ..auth import Access, Throttled
 from ..generation.images import encode_image
 from ..models.discovery import CheckpointInfo, CheckpointNotFound
 from ..state import SharedState
 
 MAX_IMAGE_PIXELS = 4096 * 4096  # larger uploads are refused before they are decoded
-_basic = HTTPBasic(auto_error=False)
 
 
 class BasicAuth:
-    """A dependency that admits only the --api-auth users, comparing in constant time."""
+    """A dependency that admits only the API's users (--api-auth, else the UI's: see auth.Access),
+    through the login throttle; a UI session counts too when there is no --api-auth."""
 
-    def __init__(self, credentials: dict[str, str]):
-        self.credentials = credentials
+    def __init__(self, access: Access):
+        self.access = access
 
-    def __call__(self, request: Request, given: HTTPBasicCredentials | None = Depends(_basic)) -> None:
-        if not self.credentials:
+    def __call__(self, request: Request) -> None:
+        if not self.access.login_required:
             return
-        if given is not None:
-            ok = False
-            # Every entry is compared, so the time taken does not tell which user names exist.
-            for user, password in self.credentials.items():
-                same_user = secrets.compare_digest(given.username.encode(), user.encode())
-                same_password = secrets.compare_digest(given.password.encode(), password.encode())
-                ok |= same_user and same_password
-            if ok:
-                request.state.api_user = given.username
-                return
-        raise HTTPException(401, "Incorrect username or password", headers={"WWW-Authenticate": "Basic"})
+        try:
+            user = self.access.api_user(request)
+        except Throttled as error:
+            raise HTTPException(429, str(error), headers={"Retry-After": str(error.retry_after)}) from None
+        if user is None:
+            raise HTTPException(401, "Incorrect username or password", headers={"WWW-Authenticate": "Basic"})
+        request.state.user = user
 
 
 def caller(request: Request) -> str:
-    user = getattr(request.state, "api_user", None)
+    user = getattr(request.state, "user", None)  # set by BasicAuth or by the guard (auth.install_guard)
     if user is not None:
         return f"user:{user}"
     host = request.client.host if request.client else "unknown"

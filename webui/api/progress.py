@@ -1,8 +1,10 @@
 """Progress, interrupt and skip: per job, and only the caller's own job can be stopped.
 
-A1111 has one global progress and anyone can interrupt anyone. Here GET /sdapi/v1/progress
-takes `id_task` to follow one job (falling back to the running job, as A1111), its live
-preview is shown to the job's owner only, and interrupt/skip act on the caller's job.
+A1111 has one global progress and anyone can interrupt anyone. Here every answer is about the
+caller's own jobs: GET /sdapi/v1/progress takes `id_task` to follow one (without it: the caller's
+running job, else their next waiting one), /internal/progress answers for the caller's task only,
+and interrupt/skip act on the caller's job. Another's task id reads as unknown, so progress,
+previews, prompts and even whether the id exists stay with the job's owner.
 """
 
 from __future__ import annotations
@@ -27,9 +29,14 @@ def _preview_png(job: Job) -> str | None:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _own(state: SharedState, owner: str, id_task: str | None) -> Job | None:
+    job = state.queue.get(id_task) if id_task else None
+    return job if job is not None and job.owner == owner else None
+
+
 def sdapi_progress(state: SharedState, owner: str, id_task: str | None, skip_current_image: bool) -> dict:
     queue = state.queue
-    job = queue.get(id_task) if id_task else queue.current()
+    job = _own(state, owner, id_task) if id_task else queue.next_job_of(owner)
     if job is None:
         return {"progress": 0.0, "eta_relative": 0.0, "state": {}, "current_image": None, "textinfo": None,
                 "id_task": id_task, "status": None, "queue_position": None}
@@ -40,10 +47,9 @@ def sdapi_progress(state: SharedState, owner: str, id_task: str | None, skip_cur
         "job": job.id, "job_count": n_iter if job.status == "running" else 0, "job_timestamp": "0",
         "job_no": job._batch, "sampling_step": job.step, "sampling_steps": job.steps,
     }
-    own = job.owner == owner
     return {
         "progress": job.progress, "eta_relative": job.eta, "state": state_block,
-        "current_image": None if skip_current_image or not own else _preview_png(job),
+        "current_image": None if skip_current_image else _preview_png(job),
         "textinfo": _textinfo(job, position), "id_task": job.id, "status": job.status, "queue_position": position,
     }
 
@@ -56,10 +62,10 @@ def _textinfo(job: Job, position: int | None) -> str:
     return job.error or job.status.capitalize()
 
 
-def internal_progress(state: SharedState, req: InternalProgressRequest) -> dict:
-    """A1111's UI poll: its request and response shape, answered for the one task it names."""
+def internal_progress(state: SharedState, req: InternalProgressRequest, owner: str) -> dict:
+    """A1111's UI poll: its request and response shape, answered for the caller's task it names."""
     queue = state.queue
-    job = queue.get(req.id_task) if req.id_task else None
+    job = _own(state, owner, req.id_task)
     if job is None:
         return {"active": False, "queued": False, "completed": False, "progress": None, "eta": None,
                 "live_preview": None, "id_live_preview": -1, "textinfo": "Waiting..."}
@@ -101,10 +107,8 @@ def stop_job(state: SharedState, owner: str, id_task: str | None, action: str) -
         if job is None:
             return {"id_task": None, "ok": False}  # nothing of the caller's is running: nothing to do
     else:
-        job = queue.get(id_task)
-        if job is None:
-            raise HTTPException(404, f"id_task: no task {id_task!r}")
-        if job.owner != owner:
-            raise HTTPException(403, f"id_task: task {id_task!r} belongs to another client")
+        job = _own(state, owner, id_task)
+        if job is None:  # another's task reads as unknown too
+            raise HTTPException(404, f"id_task: you have no task {id_task!r}")
     ok = queue.interrupt(job.id, owner) if action == "interrupt" else queue.skip(job.id, owner)
     return {"id_task": job.id, "ok": ok}

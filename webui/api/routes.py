@@ -1,7 +1,9 @@
 """`register_api(app, state)`: A1111's /sdapi/v1 routes and the /internal routes its UI polls.
 
-Every /sdapi route needs HTTP Basic auth when --api-auth is given (A1111 leaves /internal
-open; so do we). Errors come back in A1111's shape `{error, detail, body, errors}` with a
+Every /sdapi route needs HTTP Basic auth when a login is set (--api-auth, else the UI's users);
+/internal, the docs and every other route of ours are behind the login too (auth.install_guard;
+A1111 leaves them open). Changing server-wide settings is for admins (auth.Access). Errors come
+back in A1111's shape `{error, detail, body, errors}` with a
 4xx naming the field for bad input, and every response carries `X-Process-Time`.
 """
 
@@ -15,8 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..auth import Caller, install_guard
 from ..extensions.manager import extension_entries
-from ..flags import parse_credentials
 from ..jobs import JobQueue
 from ..state import SharedState
 from . import info
@@ -80,6 +82,7 @@ def _prepare(app: FastAPI, state: SharedState) -> None:
         app.state.webui_api_prepared = True
         _install_error_handlers(app, state)
         _install_timing(app, bool(getattr(state.flags, "api_log", False)))
+        install_guard(app, state.access)
 
 
 def register_api(app: FastAPI, state: SharedState, internal: bool = True) -> None:
@@ -87,8 +90,7 @@ def register_api(app: FastAPI, state: SharedState, internal: bool = True) -> Non
     _prepare(app, state)
     if internal:
         register_internal(app, state)
-    credentials = parse_credentials(getattr(state.flags, "api_auth", None))
-    api = APIRouter(prefix="/sdapi/v1", dependencies=[Depends(BasicAuth(credentials))])
+    api = APIRouter(prefix="/sdapi/v1", dependencies=[Depends(BasicAuth(state.access))])
 
     @api.post("/txt2img", response_model=ImageResponse)
     async def txt2img(req: Txt2ImgRequest, request: Request):
@@ -129,6 +131,9 @@ def register_api(app: FastAPI, state: SharedState, internal: bool = True) -> Non
 
     @api.post("/options")
     async def set_options(request: Request):
+        refusal = state.access.refusal(Caller(getattr(request.state, "user", None)), "change server-wide settings")
+        if refusal is not None:
+            raise HTTPException(403, f"{refusal} Send per-job settings in override_settings instead.")
         try:
             changes = await request.json()
         except ValueError:
@@ -166,22 +171,27 @@ def register_api(app: FastAPI, state: SharedState, internal: bool = True) -> Non
 
 
 def register_internal(app: FastAPI, state: SharedState) -> None:
-    """The /internal routes A1111's UI polls; served with or without --api, outside --api-auth."""
+    """The /internal routes A1111's UI polls; served with or without --api, behind the login when
+    one is set (the guard), and answering about the caller's own tasks only."""
     if getattr(app.state, "webui_internal_registered", False):
         return
     app.state.webui_internal_registered = True
     _prepare(app, state)
     internal = APIRouter(prefix="/internal")
     internal.add_api_route("/ping", lambda: {}, methods=["GET"])
-    internal.add_api_route("/pending-tasks", lambda: _pending(state), methods=["GET"])
+
+    @internal.get("/pending-tasks")
+    def pending_tasks(request: Request):
+        return _pending(state, caller(request))
 
     @internal.post("/progress", response_model=InternalProgressResponse)
-    def progress_poll(req: InternalProgressRequest):
-        return internal_progress(state, req)
+    def progress_poll(req: InternalProgressRequest, request: Request):
+        return internal_progress(state, req, caller(request))
 
     app.include_router(internal)
 
 
-def _pending(state: SharedState) -> dict:
-    tasks = [job.id for job in state.queue.pending()]
+def _pending(state: SharedState, owner: str) -> dict:
+    """A1111 lists every waiting task; here only the caller's (others' ids are theirs to follow)."""
+    tasks = [job.id for job in state.queue.pending() if job.owner == owner]
     return {"size": len(tasks), "tasks": tasks}

@@ -1,9 +1,14 @@
 """What the Extensions tab does: list, enable and disable, check for updates and update (git),
 install from a git URL or a local folder, uninstall, apply and restart.
 
-When the server is reachable from other machines (--listen, a non-loopback --server-name),
-everything that changes extensions is refused unless --enable-insecure-extension-access is
-given, as in A1111: extensions are code that runs with the server's rights.
+Extensions are code that runs with the server's rights, so everything that changes them (and
+the restart) is refused:
+- when the server is reachable from other machines (--listen, a non-loopback --server-name),
+  unless --enable-insecure-extension-access is given, as in A1111;
+- with a login (--gradio-auth, --api-auth), to everyone but the --admin-users;
+- without a login, to requests that came through a reverse proxy (it makes remote users look
+  local), unless --enable-insecure-extension-access is given.
+Every action takes the `Caller` (auth.py) it acts for; none: the server itself (tests, scripts).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import stat
 import tempfile
 from pathlib import Path
 
+from ..auth import Caller
 from . import git
 from .loader import DISABLE_ALL_CHOICES, Extension, discover, extensions_dir, read_extension, run_installers, stamp_file
 
@@ -24,19 +30,38 @@ log = logging.getLogger(__name__)
 ACCESS_DENIED = ("Extension access is disabled because the WebUI listens beyond this machine (--listen or "
                  "--server-name). Start it with --enable-insecure-extension-access to install, update, enable "
                  "or remove extensions from here.")
+PROXIED = ("Extension access is disabled for requests through a reverse proxy when the WebUI has no login: "
+           "start it with --gradio-auth and --admin-users (or --enable-insecure-extension-access).")
+ACTION = "manage extensions or restart the WebUI"
 
 
 class ManagerError(Exception):
     """An action was refused or failed; the message says why, for the user."""
 
 
-def access_allowed(state) -> bool:
-    return not getattr(state.flags, "disable_extension_access", False)
+def access_refusal(state, caller: Caller | None = None) -> str | None:
+    """Why `caller` may not change extensions, or None when they may."""
+    flags = state.flags
+    if getattr(flags, "disable_extension_access", False):
+        return ACCESS_DENIED
+    if caller is None:
+        return None
+    access = state.access
+    if access.login_required:
+        return access.refusal(caller, ACTION)
+    if caller.proxied and not getattr(flags, "enable_insecure_extension_access", False):
+        return PROXIED
+    return None
 
 
-def _require_access(state) -> None:
-    if not access_allowed(state):
-        raise ManagerError(ACCESS_DENIED)
+def access_allowed(state, caller: Caller | None = None) -> bool:
+    return access_refusal(state, caller) is None
+
+
+def _require_access(state, caller: Caller | None) -> None:
+    refusal = access_refusal(state, caller)
+    if refusal is not None:
+        raise ManagerError(refusal)
 
 
 def listing(state) -> list[Extension]:
@@ -62,9 +87,9 @@ def find(state, name: str) -> Extension:
     raise ManagerError(f"there is no extension named {name!r}")
 
 
-def check_for_updates(state, names: list[str]) -> dict[str, str]:
+def check_for_updates(state, names: list[str], caller: Caller | None = None) -> dict[str, str]:
     """name -> "N new commits" / "latest" / why it cannot be checked."""
-    _require_access(state)
+    _require_access(state, caller)
     found = {}
     for name in names:
         ext = find(state, name)
@@ -79,8 +104,8 @@ def check_for_updates(state, names: list[str]) -> dict[str, str]:
     return found
 
 
-def update(state, name: str) -> None:
-    _require_access(state)
+def update(state, name: str, caller: Caller | None = None) -> None:
+    _require_access(state, caller)
     ext = find(state, name)
     if not ext.remote:
         raise ManagerError(f"{name} is not a git clone with a remote; it cannot be updated")
@@ -91,10 +116,10 @@ def update(state, name: str) -> None:
     log.info("extension %s updated", name)
 
 
-def install(state, url: str, branch: str = "", dirname: str = "") -> Extension:
+def install(state, url: str, branch: str = "", dirname: str = "", caller: Caller | None = None) -> Extension:
     """Clone (or copy a plain local folder) into a hidden temporary folder beside the others,
     then move it into place and run its install.py. Nothing is left behind on failure."""
-    _require_access(state)
+    _require_access(state, caller)
     url, branch, dirname = url.strip(), branch.strip(), dirname.strip()
     if not url:
         raise ManagerError("enter the extension's git URL or a local folder")
@@ -132,9 +157,9 @@ def install(state, url: str, branch: str = "", dirname: str = "") -> Extension:
     return ext
 
 
-def uninstall(state, name: str) -> None:
+def uninstall(state, name: str, caller: Caller | None = None) -> None:
     """Delete a user extension's folder (a symlinked one: only the link)."""
-    _require_access(state)
+    _require_access(state, caller)
     _check_folder_name(name)
     root = extensions_dir(state.flags)
     path = root / name
@@ -147,11 +172,12 @@ def uninstall(state, name: str) -> None:
     log.info("extension %s removed", name)
 
 
-def save_enabled(state, enabled: list[str], disable_all: str = "none", shown: list[str] | None = None) -> None:
+def save_enabled(state, enabled: list[str], disable_all: str = "none", shown: list[str] | None = None,
+                 caller: Caller | None = None) -> None:
     """Store which extensions are off (config.json: disabled_extensions, disable_all_extensions).
     Only the extensions in `shown` (default: all) change: one installed since the page showed
     its list keeps its state."""
-    _require_access(state)
+    _require_access(state, caller)
     if disable_all not in DISABLE_ALL_CHOICES:
         raise ManagerError(f"disable all extensions: expected one of {', '.join(DISABLE_ALL_CHOICES)}")
     names = set(ext.name for ext in discover(state)) if shown is None else set(shown)
@@ -160,10 +186,10 @@ def save_enabled(state, enabled: list[str], disable_all: str = "none", shown: li
     state.options.update({"disabled_extensions": disabled, "disable_all_extensions": disable_all})
 
 
-def restart(state) -> bool:
+def restart(state, caller: Caller | None = None) -> bool:
     """Restart the server process (app.main sets `state.restart`); False when this server
     cannot restart itself (started by other code, as tests do)."""
-    _require_access(state)
+    _require_access(state, caller)
     if getattr(state, "restart", None) is None:
         return False
     state.restart()

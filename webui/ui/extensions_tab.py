@@ -1,8 +1,10 @@
 """The Extensions tab: the installed extensions (enable, check for updates, update, uninstall),
 installing from a git URL or a local folder, and "Apply and restart UI".
 
-Every action goes through webui/extensions/manager.py, which refuses changes when the server
-listens beyond this machine without --enable-insecure-extension-access; the tab says so.
+Every action goes through webui/extensions/manager.py with the user who asked (gr.Request): it
+refuses changes when the server listens beyond this machine without
+--enable-insecure-extension-access, and, with a login, to everyone but the --admin-users. The
+check is made on the server for every event, whatever the page shows; the tab says why.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from datetime import datetime
 
 import gradio as gr
 
+from ..auth import ui_caller
 from ..extensions import manager
 from ..extensions.loader import DISABLE_ALL_CHOICES, Extension
 from ..state import OptionsError, SharedState
@@ -23,9 +26,9 @@ def build(state: SharedState) -> None:
     allowed = manager.access_allowed(state)
     now = manager.listing(state)  # the page starts with these; selecting the tab refreshes them
     with gr.Tab("Extensions", id="extensions", elem_id="tab_extensions") as tab:
-        if not allowed:
-            gr.HTML(f'<p class="extensions-access">{html.escape(manager.ACCESS_DENIED)}</p>',
-                    elem_id="extensions_access")
+        # Filled for each user when the tab opens (a login's non-admins are told why they cannot change anything).
+        access_note = gr.HTML(_access_html(manager.ACCESS_DENIED if not allowed else None),
+                              elem_id="extensions_access")
         statuses = gr.State({})  # name -> result of the last "Check for updates"
         shown = gr.State([ext.name for ext in now])  # the extensions the checkboxes list
         restart_signal = gr.Textbox(visible=False)
@@ -74,42 +77,47 @@ def build(state: SharedState) -> None:
                 table_html(extensions, found),
                 gr.update(choices=user, value=None)]
 
-    def check_updates(found: dict):
+    def opened(found: dict, request: gr.Request):
+        return [*refresh(found), _access_html(manager.access_refusal(state, ui_caller(request)))]
+
+    def check_updates(found: dict, request: gr.Request):
         try:
             names = [ext.name for ext in manager.listing(state) if ext.remote]
-            found = {**found, **manager.check_for_updates(state, names)}
+            found = {**found, **manager.check_for_updates(state, names, ui_caller(request))}
             return [found, *refresh(found), _note(f"Checked {len(names)} extension(s) for updates.")]
         except manager.ManagerError as error:
             return [found, *refresh(found), _note(str(error), error=True)]
 
-    def apply_and_restart(listed: list, names: list, mode: str, update_names: list, found: dict):
+    def apply_and_restart(listed: list, names: list, mode: str, update_names: list, found: dict,
+                          request: gr.Request):
         done = []
+        caller = ui_caller(request)
         try:
             for name in update_names:
-                manager.update(state, name)
+                manager.update(state, name, caller)
                 done.append(f"{name} updated.")
                 found = {**found, name: "latest"}
-            manager.save_enabled(state, names, mode or "none", shown=listed)
-            if manager.restart(state):
+            manager.save_enabled(state, names, mode or "none", shown=listed, caller=caller)
+            if manager.restart(state, caller):
                 return [found, *refresh(found), _note(" ".join(done + ["Restarting the WebUI…"])), "restart"]
             note = "Saved. Restart the WebUI to apply the changes."
             return [found, *refresh(found), _note(" ".join(done + [note])), ""]
         except (manager.ManagerError, OptionsError) as error:
             return [found, *refresh(found), _note(" ".join(done + [str(error)]), error=True), ""]
 
-    def remove(name: str | None, found: dict):
+    def remove(name: str | None, found: dict, request: gr.Request):
         try:
             if not name:
                 raise manager.ManagerError("choose the extension to uninstall")
-            manager.uninstall(state, name)
+            manager.uninstall(state, name, ui_caller(request))
             note = _note(f"{name} was removed. Its code runs until the WebUI restarts.")
         except manager.ManagerError as error:
             note = _note(str(error), error=True)
         return [*refresh(found), note]
 
-    def install_from(source: str, branch_name: str, folder: str, found: dict):
+    def install_from(source: str, branch_name: str, folder: str, found: dict, request: gr.Request):
         try:
-            ext = manager.install(state, source, branch_name, folder)
+            ext = manager.install(state, source, branch_name, folder, ui_caller(request))
         except manager.ManagerError as error:
             return [*refresh(found), _note(str(error), error=True)]
         outcome = (ext.install_error if ext.install_error
@@ -119,13 +127,17 @@ def build(state: SharedState) -> None:
         return [*refresh(found), _note(f"Installed {ext.name} into {ext.path}. {outcome}",
                                        error=bool(ext.install_error)) + output]
 
-    tab.select(refresh, statuses, listing, show_progress="hidden")
+    tab.select(opened, statuses, [*listing, access_note], show_progress="hidden")
     check.click(check_updates, statuses, [statuses, *listing, message])
     apply.click(apply_and_restart, [shown, enabled, disable_all, to_update, statuses],
                 [statuses, *listing, message, restart_signal]
                 ).then(None, restart_signal, None, js=RESTART_JS)
     uninstall.click(remove, [removable, statuses], [*listing, message])
     install.click(install_from, [url, branch, dirname, statuses], [*listing, result])
+
+
+def _access_html(refusal: str | None) -> str:
+    return f'<p class="extensions-access">{html.escape(refusal)}</p>' if refusal else ""
 
 
 def _note(text: str, error: bool = False) -> str:
