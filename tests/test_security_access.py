@@ -57,7 +57,8 @@ def shared(tmp_path_factory):
     write_diffusers_folder(make_tiny_model("sd1"), data / "models" / "Stable-diffusion" / "secretckpt")
     good_extension(data / "extensions")  # adds /goodext/hello on app_started
     flags, extensions = load_flags(["--data-dir", str(data), "--use-cpu", "all", "--api",
-                                    "--gradio-auth", "ann:apw,bob:bpw", "--admin-users", "ann"])
+                                    "--gradio-auth", "ann:apw,bob:bpw", "--admin-users", "ann",
+                                    "--cors-allow-origins", "http://client.example"])
     state = SharedState.create(flags)
     start_extensions(state, extensions)
     app = create_app(state)
@@ -347,6 +348,11 @@ def test_anonymous_visitors_learn_nothing_about_the_instance(shared):
     bob.close()
     with httpx.Client(base_url=url, auth=("bob", "bpw")) as basic:
         assert basic.get("/openapi.json").status_code == 200
+    # A browser's CORS preflight carries no credentials: it is answered, and the request itself is not.
+    with httpx.Client(base_url=url, headers={"Origin": "http://client.example"}) as browser:
+        r = browser.options("/sdapi/v1/options", headers={"Access-Control-Request-Method": "GET"})
+        assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "http://client.example"
+        assert browser.get("/sdapi/v1/options").status_code == 401
 
 
 # -- 4. login throttling -------------------------------------------------------------------------

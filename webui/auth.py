@@ -295,7 +295,9 @@ def install_guard(app, access: Access) -> None:
 
     @app.middleware("http")
     async def guard(request, call_next):
-        if not access.login_required:
+        # CORS preflights carry no credentials by design, and answer nothing about the instance.
+        if not access.login_required or (request.method == "OPTIONS"
+                                         and "access-control-request-method" in request.headers):
             return await call_next(request)
         gradio = getattr(app.state, "gradio_mount", None)
         if _outside_gradio(app, request.scope):
