@@ -124,7 +124,6 @@ def prompt_styles(state: SharedState) -> JSONResponse:
     return JSONResponse(list(found.styles.values()), headers=headers)
 
 
-
 def _ram() -> tuple[int, int]:
     """(available, total) bytes of system RAM: psutil when installed, else /proc/meminfo."""
     try:

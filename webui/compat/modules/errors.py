@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import traceback
 
+from webui import compat
 from webui.generation.params import ParamsError
 
 log = logging.getLogger("extensions")
@@ -40,3 +41,6 @@ def run(code, task):
         code()
     except Exception as e:
         display(e, task)
+
+
+__getattr__ = compat.report_missing_names(__name__)
