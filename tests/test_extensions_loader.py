@@ -255,3 +255,33 @@ def test_the_packages_a1111_extensions_assume_are_there(tmp_path):
 
     module = sys.modules[loader.script_module_name("uses-cv2", ext.path / "scripts" / "s.py")]
     assert module.GREY == (2, 2) and module.FLAT == (6,)
+
+
+def test_a1111_file_route_serves_extension_and_output_files_only(tmp_path):
+    # Extensions' page scripts fetch their own files as A1111's page serves them: /file=<path>.
+    import os as _os
+    import urllib.parse
+
+    ext = good_extension(tmp_path / "extensions")
+    (tmp_path / "outputs" / "txt2img-images").mkdir(parents=True)
+    (tmp_path / "outputs" / "txt2img-images" / "00000-1.png").write_bytes(b"png bytes")
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "secret.txt").write_text("not for the page")
+    _os.symlink(tmp_path / "secret.txt", ext / "leak.txt")  # a link out of the extension folder
+    state, app = start(tmp_path)
+    with serving(app) as client:
+        assert client.get("/file=extensions/goodext/style.css").text.startswith("#goodext_text")
+        assert client.get(f"/file={ext / 'style.css'}").status_code == 200
+        assert client.get("/file=outputs/txt2img-images/00000-1.png").content == b"png bytes"
+        for bad in ("extensions/goodext/../../config.json", "config.json", "secret.txt", str(tmp_path / "secret.txt"),
+                    "/etc/passwd", "extensions/goodext/leak.txt", "extensions/goodext/%2e%2e/%2e%2e/secret.txt",
+                    urllib.parse.quote("extensions/goodext/../../secret.txt", safe=""), "extensions/nothere/x.js"):
+            response = client.get(f"/file={bad}")
+            assert response.status_code == 404 and "not for the page" not in response.text, bad
+    state.queue.stop()
+    # Behind the login when there is one.
+    state, app = start(tmp_path, "--gradio-auth", "ann:secret-pw")
+    with serving(app) as client:
+        assert client.get("/file=extensions/goodext/style.css").status_code == 401
+        assert client.get("/file=extensions/goodext/style.css", auth=("ann", "secret-pw")).status_code == 200
+    state.queue.stop()

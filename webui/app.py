@@ -61,6 +61,9 @@ def create_app(state: SharedState) -> FastAPI:
     from .extensions import assets
     from .ui import build_ui
 
+    from .extensions.files import register_file_route
+
+    register_file_route(app, state, (flags.subpath or "").rstrip("/"))  # A1111's file= route, for extensions' pages
     state.demo = build_ui(state)
     access = state.access  # the logins, checked (and throttled) by auth.Access
     app = gr.mount_gradio_app(
