@@ -420,6 +420,7 @@ def test_throttle_caps_the_delay_forgets_and_bounds_its_memory():
 # -- the login page in a browser -----------------------------------------------------------------
 @pytest.mark.slow  # see pyproject.toml
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing")
+@pytest.mark.slow
 def test_the_login_page_works_without_the_api_description(shared):
     from playwright.sync_api import expect, sync_playwright
 

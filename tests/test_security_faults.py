@@ -377,6 +377,7 @@ def test_the_api_lists_readable_styles_and_says_what_is_wrong(tmp_path):
 
 
 @pytest.mark.slow  # a browser test
+@pytest.mark.slow
 def test_the_ui_shows_styles_problems_under_the_picker(tmp_path):
     from playwright.sync_api import expect
 

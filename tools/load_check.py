@@ -4,7 +4,8 @@
     python tools/load_check.py --ckpt /path/model.safetensors --steps 20 --size 512
 
 Prints jobs completed, errors, and queue wait times (p50/p95/max) as the server measured
-them (`queue_seconds` in each response's info), plus each client's share of the jobs.
+them (`queue_seconds` in each response's info), plus each client's share of the jobs, and lost
+images: every image a response reported must be on disk, whole, with that image's infotext.
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ def main() -> int:
         errors: list[str] = []
         waits: list[float] = []
         latencies: list[float] = []
+        reported: list[str] = []  # the infotext of every image a response reported
 
         def client(number: int) -> None:
             with httpx.Client(base_url=url, headers={"X-Client-Id": f"load-{number}"}, timeout=600) as http:
@@ -93,6 +95,7 @@ def main() -> int:
                         if ok:
                             done[number] = done.get(number, 0) + 1
                             waits.append(info["queue_seconds"])
+                            reported.extend(info["infotexts"])
                             latencies.append(time.monotonic() - started)
                         else:
                             errors.append(str(getattr(r, "text", r))[:200])
@@ -106,6 +109,7 @@ def main() -> int:
         elapsed = time.monotonic() - began
         server.should_exit = True
         state.queue.stop()
+        lost, broken = lost_images(Path(tmp) / "outputs", reported)
 
     total = sum(done.values())
     print(f"clients {args.clients}, {elapsed:.1f}s, {args.steps} steps at {args.size}x{args.size}")
@@ -114,9 +118,27 @@ def main() -> int:
     print(f"request latency s: p50 {percentile(latencies, 0.5):.3f}  p95 {percentile(latencies, 0.95):.3f}  "
           f"mean {statistics.fmean(latencies) if latencies else 0:.3f}")
     print("jobs per client:", " ".join(str(done.get(n, 0)) for n in range(args.clients)))
+    print(f"images reported {len(reported)}, lost {lost} (not on disk with their infotext), "
+          f"unreadable files {broken}")
     for error in errors[:5]:
         print("error:", error)
-    return 1 if errors else 0
+    return 1 if errors or lost or broken else 0
+
+
+def lost_images(outputs: Path, reported: list[str]) -> tuple[int, int]:
+    """(reported images with no saved file carrying their infotext, saved files that cannot be read)."""
+    from collections import Counter
+
+    from webui.generation.images import read_infotext
+
+    saved, broken = Counter(), 0
+    for path in outputs.rglob("*.png"):
+        try:
+            saved[read_infotext(path)] += 1
+        except OSError:
+            broken += 1
+    missing = Counter(reported) - saved
+    return sum(missing.values()), broken
 
 
 if __name__ == "__main__":
