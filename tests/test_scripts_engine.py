@@ -372,3 +372,39 @@ def test_interrupting_a_selected_script_stops_its_later_calls(tmp_path, model):
         assert job.wait(60).status == "interrupted" and len(job.result.images) <= 1
     finally:
         queue.stop()
+
+
+EXTRA_NETWORK = """
+from modules import extra_networks, script_callbacks
+
+calls = []
+
+class Hypernet(extra_networks.ExtraNetwork):
+    def __init__(self, name):
+        super().__init__(name)
+
+    def activate(self, p, params_list):
+        calls.append((self.name, "activate", p.iteration, [params.items for params in params_list]))
+
+    def deactivate(self, p):
+        calls.append((self.name, "deactivate"))
+
+extra_networks.register_extra_network(Hypernet("hypernet"))
+extra_networks.register_extra_network(Hypernet("other"))
+TEXT, DATA = extra_networks.parse_prompt("a cat <hypernet:fluffy:0.5> <lora:x:1>")
+"""
+
+
+def test_extensions_extra_networks_are_activated_per_batch_and_deactivated_once(run):
+    # A1111's extra-network registry: every registered network is activated each batch (with the batch's tags of
+    # its kind, else none), and deactivated once when the batches are done; the tag does not reach the text encoder.
+    job, modules, state = run({"hypernet.py": EXTRA_NETWORK}, prompt="a cat <hypernet:fluffy:0.5>", n_iter=2)
+    module = modules["hypernet"]
+    assert module.TEXT == "a cat  " and [p.items for p in module.DATA["hypernet"]] == [["fluffy", "0.5"]]
+    assert module.calls == [
+        ("hypernet", "activate", 0, [["fluffy", "0.5"]]), ("other", "activate", 0, []),
+        ("hypernet", "activate", 1, [["fluffy", "0.5"]]), ("other", "activate", 1, []),
+        ("hypernet", "deactivate"), ("other", "deactivate"),
+    ]
+    plain, _, _ = run(None, prompt="a cat", n_iter=2)
+    assert np.array_equal(pixels(job.result.images[0]), pixels(plain.result.images[0]))  # the tag is not text

@@ -21,6 +21,7 @@ import torch
 
 from .devices import choose_devices
 from .extensions.callbacks import CallbackRegistry
+from .extensions.extra_networks import ExtraNetworkRegistry
 from .extensions.scripts import ScriptRegistry
 from .generation.conditioning import EMPHASIS_MODES
 from .generation.params import MAX_CLIP_SKIP, GenerationSettings
@@ -458,6 +459,7 @@ class SharedState:
     callbacks: CallbackRegistry = field(default_factory=CallbackRegistry)
     scripts: ScriptRegistry = field(default_factory=ScriptRegistry)
     runners: dict[str, Any] = field(default_factory=dict)
+    extra_networks: ExtraNetworkRegistry = field(default_factory=ExtraNetworkRegistry)  # extensions' <name:...>
     extensions: list = field(default_factory=list)
     demo: Any = None
     restart: Any = None  # set by app.main: ends the server and starts the process again (Extensions tab)

@@ -37,8 +37,9 @@ class ExtraNetworkParams:
 
 
 class ScriptHooks(GenerationHooks):
-    def __init__(self, p, runner, callbacks):
+    def __init__(self, p, runner, callbacks, extra_networks=None):
         self.p, self.runner, self.callbacks = p, runner, callbacks
+        self.extra_networks = extra_networks  # the extensions' ExtraNetworkRegistry, when there is one
         self.scripts = runner.alwayson_scripts if runner is not None else []
         self.denoiser_hooks = any(callbacks.callbacks(c) for c in ("cfg_denoiser", "cfg_denoised", "cfg_after_cfg"))
 
@@ -66,6 +67,8 @@ class ScriptHooks(GenerationHooks):
         for network in networks:
             data.setdefault(network.kind, []).append(ExtraNetworkParams(network.items))
         self.p.extra_network_data = data
+        if self.extra_networks is not None and not self.p.disable_extra_networks:
+            self.extra_networks.activate(self.p, data)  # extensions' networks (ours, LoRA, are active already)
         if self.runner is not None:
             self.runner.run_after_extra_networks_activate(self.p, **self._batch_kwargs(), extra_network_data=data)
             self.runner.run_process_batch(self.p, **self._batch_kwargs())

@@ -340,6 +340,7 @@ def load_scripts(state) -> None:
     state.callbacks.run("script_unloaded")
     state.callbacks.clear()
     state.scripts.clear()
+    state.extra_networks.clear()  # extensions register theirs again as their scripts load
     files = order_scripts([ScriptFile(ext, path) for ext in state.extensions if ext.active for path in ext.scripts])
     imported = []
     for file in files:

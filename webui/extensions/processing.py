@@ -276,7 +276,25 @@ def _process_images(p, sink: GenerationResult | None) -> Processed:
         p.all_hr_negative_prompts = list(p.all_negative_prompts)
 
     collected = GenerationResult()
-    hooks = ScriptHooks(p, runner, context.state.callbacks)
+    registry = getattr(context.state, "extra_networks", None)
+    hooks = ScriptHooks(p, runner, context.state.callbacks, registry)
+    try:
+        _run_batches(p, context, model, hooks, collected, sink)
+    finally:  # as A1111: extensions' extra networks are deactivated once the batches are done
+        if registry is not None and registry.networks and not p.disable_extra_networks:
+            registry.deactivate(p, p.extra_network_data)
+
+    processed = Processed(p, collected.images, p.all_seeds[0], collected.infotexts[0] if collected.infotexts else "",
+                          p.all_subseeds[0], collected.prompts, collected.negative_prompts, collected.seeds,
+                          collected.subseeds, infotexts=collected.infotexts)
+    processed.paths, processed.warnings = collected.paths, collected.warnings
+    if runner is not None:
+        runner.run_postprocess(p, processed)
+    return processed
+
+
+def _run_batches(p, context, model, hooks, collected, sink) -> None:
+    """The batches of one process_images call, each through our engine; an interrupt keeps the finished ones."""
     size = p.batch_size
     for n in range(p.n_iter):
         if context.control.interrupted:
@@ -297,14 +315,6 @@ def _process_images(p, sink: GenerationResult | None) -> Processed:
         _extend(collected, part)
         if sink is not None:
             _extend(sink, part)
-
-    processed = Processed(p, collected.images, p.all_seeds[0], collected.infotexts[0] if collected.infotexts else "",
-                          p.all_subseeds[0], collected.prompts, collected.negative_prompts, collected.seeds,
-                          collected.subseeds, infotexts=collected.infotexts)
-    processed.paths, processed.warnings = collected.paths, collected.warnings
-    if runner is not None:
-        runner.run_postprocess(p, processed)
-    return processed
 
 
 def _process_as_job(p) -> Processed:
