@@ -172,3 +172,19 @@ def test_prompts_from_textbox_runs_each_line(state):
     assert result.infotexts[0].startswith("a red fox") and "Steps: 2," in result.infotexts[0]
     assert result.infotexts[1].startswith("a blue bird") and "Steps: 1," in result.infotexts[1]
     assert "CFG scale: 4" in result.infotexts[1]
+
+
+def test_prompts_from_textbox_writes_only_inside_the_outputs_folder(state, tmp_path):
+    # A line's --outpath_samples may pick a folder under outputs/; anywhere else on the server is refused (400).
+    params = Txt2ImgParams(prompt="", width=SIZE, height=SIZE, steps=1, seed=9)
+    text = "--prompt a fox --outpath_samples foxes"
+    result = run(state, params, script_args(state, "Prompts from file or textbox", prompt_txt=text))
+    saved = list((state.flags.data_dir / "outputs" / "foxes").rglob("*.png"))
+    assert len(result.images) == 1 and len(saved) == 1
+    for bad in (str(tmp_path / "elsewhere"), "../../elsewhere", "/etc"):
+        job = state.queue.submit("txt2img", Txt2ImgParams(prompt="", width=SIZE, height=SIZE, steps=1), "tester",
+                                 script_args=script_args(state, "Prompts from file or textbox",
+                                                         prompt_txt=f"--prompt a fox --outpath_samples {bad}"))
+        job.wait(600)
+        assert job.status == "failed" and job.bad_input and "inside the outputs folder" in job.error, bad
+    assert not (tmp_path / "elsewhere").exists()

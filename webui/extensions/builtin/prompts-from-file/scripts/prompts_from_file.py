@@ -8,10 +8,11 @@ Written on the A1111 script API alone (`modules.*`), as any extension would be.
 import copy
 import random
 import shlex
+from pathlib import Path
 
 import gradio as gr
 
-from modules import scripts, sd_samplers
+from modules import paths, scripts, sd_samplers
 from modules.errors import InvalidInput  # ours: a value the user must change (the API answers 400)
 from modules.processing import Processed, process_images
 from modules.shared import state
@@ -38,6 +39,16 @@ OPTIONS = {
     "height": int, "restore_faces": as_bool, "tiling": as_bool, "do_not_save_samples": as_bool,
     "do_not_save_grid": as_bool, "scheduler": str, "denoising_strength": float,
 }
+
+
+def inside_outputs(name: str, value: str) -> str:
+    """A line may send its images to another folder, but only one inside the outputs folder: on a shared
+    server a prompt must not write files wherever the server can (A1111 takes any path)."""
+    root = Path(paths.default_output_dir).resolve()
+    folder = (root / value).resolve()
+    if not folder.is_relative_to(root):
+        raise InvalidInput(f"--{name} must name a folder inside the outputs folder, not {value!r}")
+    return str(folder)
 
 
 def parse_line(line: str) -> dict:
@@ -134,6 +145,8 @@ class Script(scripts.Script):
             for name, value in options.items():
                 if name == "sd_model":
                     job_p.override_settings["sd_model_checkpoint"] = value
+                elif name in ("outpath_samples", "outpath_grids"):
+                    setattr(job_p, name, inside_outputs(name, value))
                 else:
                     setattr(job_p, name, value)
             for name in ("prompt", "negative_prompt"):
