@@ -285,3 +285,29 @@ def test_a1111_file_route_serves_extension_and_output_files_only(tmp_path):
         assert client.get("/file=extensions/goodext/style.css").status_code == 401
         assert client.get("/file=extensions/goodext/style.css", auth=("ann", "secret-pw")).status_code == 200
     state.queue.stop()
+
+
+def test_files_an_extension_writes_under_script_path_land_in_the_data_dir(tmp_path):
+    # tagcomplete writes <script_path>/tmp/tagAutocompletePath.txt at import and its page script reads it back
+    # as file=tmp/tagAutocompletePath.txt: A1111's root is the data dir here, so both meet there and
+    # nothing is written into the project folder.
+    from pathlib import Path
+
+    project_tmp = Path(loader.__file__).resolve().parents[2] / "tmp" / "writes-tmp.txt"
+    write(tmp_path / "extensions" / "writes-tmp", {
+        "scripts/s.py": "from pathlib import Path\nfrom modules import extensions, paths, paths_internal\n"
+                        "TMP = Path(paths.script_path) / 'tmp'\nTMP.mkdir(exist_ok=True)\n"
+                        "(TMP / 'writes-tmp.txt').write_text(Path(paths_internal.script_path).as_posix())\n"
+                        "BUILTIN = extensions.extensions_builtin_dir\nEXTENSIONS = extensions.extensions_dir\n",
+    })
+    state, app = start(tmp_path)
+    (ext,) = [ext for ext in state.extensions if ext.name == "writes-tmp"]
+    assert ext.error is None and ext.warnings == []
+    assert not project_tmp.exists()
+    import sys
+
+    module = sys.modules[loader.script_module_name("writes-tmp", ext.path / "scripts" / "s.py")]
+    assert Path(module.BUILTIN).is_dir() and Path(module.EXTENSIONS) == tmp_path / "extensions"
+    with serving(app) as client:
+        assert client.get("/file=tmp/writes-tmp.txt").text == tmp_path.as_posix()
+    state.queue.stop()

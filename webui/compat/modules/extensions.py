@@ -10,6 +10,10 @@ def __getattr__(name):
         raise AttributeError(name)
     if name == "extensions":
         return list(compat.state().extensions)
+    if name in ("extensions_dir", "extensions_builtin_dir"):  # A1111 imports them here from paths_internal
+        from . import paths
+
+        return getattr(paths, name)
     raise compat.missing(__name__, name)
 
 

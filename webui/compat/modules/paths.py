@@ -6,20 +6,25 @@ from pathlib import Path
 
 from webui import compat
 
-script_path = str(Path(__file__).resolve().parents[3])  # the project root
+_project_root = Path(__file__).resolve().parents[3]
 modules_path = str(Path(__file__).resolve().parent)
-sd_path = script_path
-sd_configs_path = str(Path(script_path) / "webui" / "models" / "configs")
-extensions_builtin_dir = str(Path(script_path) / "webui" / "extensions" / "builtin")
+sd_path = str(_project_root)
+sd_configs_path = str(_project_root / "webui" / "models" / "configs")
+extensions_builtin_dir = str(_project_root / "webui" / "extensions" / "builtin")
 paths: dict = {}
 
 
 def __getattr__(name):
-    """Folders that follow the flags: data_path, models_path, extensions_dir, default_sd_model_file..."""
-    if name not in ("data_path", "models_path", "extensions_dir", "config_states_dir", "default_output_dir"):
+    """Folders that follow the flags: data_path, models_path, extensions_dir, default_sd_model_file...
+
+    `script_path` is A1111's root folder. Extensions build their working folders from it
+    (tagcomplete writes `<script_path>/tmp/tagAutocompletePath.txt` and its page script reads it back as
+    `file=tmp/...`), so it is the data dir, where the `file=` route reads relative paths from and where
+    everything the WebUI writes goes: the project folder itself when no --data-dir is given."""
+    if name not in ("script_path", "data_path", "models_path", "extensions_dir", "config_states_dir", "default_output_dir"):
         raise compat.missing(__name__, name)
     flags = compat.state().flags
-    if name == "data_path":
+    if name in ("data_path", "script_path"):
         return str(flags.data_dir)
     if name == "models_path":
         return str(flags.models_dir)
