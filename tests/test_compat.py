@@ -211,11 +211,30 @@ def test_save_image_runs_the_save_callbacks_and_forced_names(tmp_path, state):
     names = []
     script_callbacks.on_before_image_saved(lambda params: names.append(Path(params.filename).name))
     path, txt = images.save_image(Image.new("RGB", (8, 8)), str(tmp_path / "out"), "", seed=7, prompt="x",
-                                  info="x\nSteps: 1")
-    assert Path(path).name == "00000-7.png" and names == ["00000-7.png"] and txt is None
+                                  info="x\nSteps: 1", save_to_dirs=False)
+    assert Path(path) == tmp_path / "out" / "00000-7.png" and names == ["00000-7.png"] and txt is None
     forced, _ = images.save_image(Image.new("RGB", (8, 8)), str(tmp_path / "out"), "grid", info="g",
-                                  forced_filename="mine")
+                                  forced_filename="mine", save_to_dirs=False)
     assert Path(forced) == tmp_path / "out" / "mine.png" and Path(forced).is_file()
+
+
+def test_save_image_puts_images_and_grids_in_the_dated_subfolder_as_a1111(tmp_path, state):
+    """A1111's "Save images/grids to a subdirectory" (on by default, pattern [date]): a script that saves
+    to p.outpath_samples (as ultimate-upscale does) lands where the WebUI's own images are."""
+    import datetime
+
+    from modules import images
+
+    today = datetime.date.today().strftime("%Y-%m-%d")
+    image = Image.new("RGB", (8, 8))
+    path, _ = images.save_image(image, str(tmp_path), "", seed=3, prompt="a fox")
+    assert Path(path) == tmp_path / today / "00000-3.png"
+    grid, _ = images.save_image(image, str(tmp_path / "grids"), "my_grid", seed=3, prompt="a fox", grid=True)
+    assert Path(grid).parent == tmp_path / "grids" / today and Path(grid).name.startswith("my_grid-")
+    forced, _ = images.save_image(image, str(tmp_path), "", forced_filename="mine")
+    assert Path(forced) == tmp_path / today / "mine.png"
+    bare, _ = images.save_image(image, str(tmp_path), "", seed=4, no_prompt=True)  # no_prompt: no subfolder
+    assert Path(bare).parent == tmp_path
 
 
 def test_ui_components_work_in_current_gradio(state):

@@ -52,8 +52,17 @@ class _Saving(ScriptHooks):
 def save_image(image, path, basename, seed=None, prompt=None, extension="png", info=None, short_filename=False,
                no_prompt=False, grid=False, pnginfo_section_name="parameters", p=None, existing_info=None,
                forced_filename=None, suffix="", save_to_dirs=None):
-    """Save as A1111 does: `path`/[NNNNN-]<pattern>.<ext> with `info` as the infotext; (file, txt file)."""
+    """Save as A1111 does: `path`/[<subfolder>/][NNNNN-]<pattern>.<ext> with `info` as the infotext;
+    (file, txt file). The subfolder (settings "Save images to a subdirectory", "Save grids to a
+    subdirectory", pattern `directories_filename_pattern`) as in A1111: `save_to_dirs` None means
+    the setting for grids or for images, never for a `no_prompt` image."""
     extension = extension.lstrip(".")
+    if save_to_dirs is None:
+        save_to_dirs = bool(opts.grid_save_to_dirs) if grid else bool(opts.save_to_dirs) and not no_prompt
+    if save_to_dirs:
+        folder = ours.apply_filename_pattern(opts.directories_filename_pattern or "[prompt_words]",
+                                             seed=seed, prompt=prompt, image=image)
+        path = Path(path) / folder.lstrip(" ").rstrip("\\ /")
     forced = Path(path) / f"{forced_filename}.{extension}" if forced_filename else None
     pattern = "" if short_filename or no_prompt else (opts.samples_filename_pattern or "[seed]")
     if no_prompt and seed is not None:
