@@ -408,3 +408,27 @@ def test_extensions_extra_networks_are_activated_per_batch_and_deactivated_once(
     ]
     plain, _, _ = run(None, prompt="a cat", n_iter=2)
     assert np.array_equal(pixels(job.result.images[0]), pixels(plain.result.images[0]))  # the tag is not text
+
+
+RESIZER = """
+from modules import scripts
+from modules.processing import process_images
+
+class Bigger(scripts.Script):
+    def title(self):
+        return "Bigger"
+
+    def run(self, p):
+        p.width = p.height = 96  # as an upscaling script would
+        return process_images(p)
+"""
+
+
+def test_the_api_info_gives_the_size_a_script_left(run):
+    # ultimate-upscale's pattern: the request says 64x64, the script makes 96x96; info says what came out.
+    from webui.api.generation import info
+
+    job, _, state = run({"bigger.py": RESIZER}, script_args=[1])
+    assert job.result.images[0].size == (96, 96) and job.result.size == (96, 96)
+    reported = info(state, job)
+    assert (reported["width"], reported["height"]) == (96, 96) and "Size: 96x96" in reported["infotexts"][0]

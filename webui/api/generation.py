@@ -212,13 +212,14 @@ def info(state: SharedState, job: Job) -> dict:
     """The `info` JSON of A1111's Processed, for the images this job finished."""
     p, result = job.params, job.result
     model = result.model  # what the job ran on, not what is loaded now
+    width, height = result.size or (p.width, p.height)  # as the job's scripts left them
     first = lambda values, default: values[0] if values else default  # noqa: E731
     return {
         "prompt": p.prompt, "all_prompts": result.prompts,
         "negative_prompt": p.negative_prompt, "all_negative_prompts": result.negative_prompts,
         "seed": first(result.seeds, p.seed), "all_seeds": result.seeds,
         "subseed": first(result.subseeds, p.subseed), "all_subseeds": result.subseeds,
-        "subseed_strength": p.subseed_strength, "width": p.width, "height": p.height,
+        "subseed_strength": p.subseed_strength, "width": width, "height": height,
         "sampler_name": p.sampler_name, "scheduler": p.scheduler, "cfg_scale": p.cfg_scale, "steps": p.steps,
         "batch_size": p.batch_size, "restore_faces": False, "face_restoration_model": None,
         "sd_model_name": model.name if model is not None else None,

@@ -407,6 +407,8 @@ def _take_result(result: GenerationResult, processed: Processed) -> None:
         if path not in result.paths:
             result.paths.append(path)
     result.warn(getattr(processed, "warnings", []))
+    if isinstance(getattr(processed, "width", None), int) and isinstance(getattr(processed, "height", None), int):
+        result.size = (processed.width, processed.height)  # a script (an upscaler) may have changed it
 
 
 def runner_for(state, tab: str):

@@ -66,6 +66,7 @@ class Processed:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)  # e.g. a LoRA that could not be used
     model: ModelUsed | None = None  # set by the job queue when the job starts
+    size: tuple[int, int] | None = None  # (width, height) as a script left it, when one changed it
 
     def add(self, image: Image.Image, p: Txt2ImgParams, params: dict, seed: int, subseed: int, outdir: Path, *,
             prompt: str | None = None, negative_prompt: str | None = None,
