@@ -310,3 +310,36 @@ def test_more_a1111_module_names_extensions_use(tmp_path, state):
     folder = write_extension(tmp_path / "extensions", "lister", {"b.py": "", "a.py": ""})
     state.extensions = [type("Ext", (), {"path": folder, "active": True})()]
     assert [f.filename for f in scripts.list_scripts("scripts", ".py")] == ["a.py", "b.py"]
+
+
+def test_ui_common_save_files_saves_gallery_images_into_outdir_save(tmp_path, state):
+    # images-browser moves an image to another folder with A1111's Save button function: it points
+    # opts.outdir_save at the folder and passes the generation's JSON and the gallery's images.
+    import json
+    import zipfile
+
+    from PIL import Image
+    from modules import shared, ui_common
+    from webui.generation.images import read_infotext
+
+    infotext = "a red ball\nNegative prompt: blurry\nSteps: 2, Seed: 42, Size: 8x8"
+    data = json.dumps({"infotexts": [infotext], "index_of_first_image": 0, "width": 8, "height": 8, "steps": 2})
+    assert shared.opts.outdir_save == str(tmp_path / "log" / "images")
+    shared.opts.outdir_save = str(tmp_path / "kept")
+    update, message = ui_common.save_files(data, [(Image.new("RGB", (8, 8), "red"), None)], False, 0)
+    (saved,) = update["value"]
+    assert saved.startswith(str(tmp_path / "kept")) and "42" in saved and "Saved: " in message
+    assert read_infotext(Image.open(saved)) == infotext
+    rows = (tmp_path / "kept" / "log.csv").read_text().splitlines()
+    assert rows[0].startswith("prompt,seed,width") and rows[1].startswith("a red ball,42,8,8")
+    # A data: URL (or bare base64) as a gallery entry, and the Zip button.
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), "blue").save(buffer, format="PNG")
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    update, _ = ui_common.save_files(data, [encoded], True, -1)
+    archive, image = update["value"]
+    assert archive.endswith(".zip") and zipfile.ZipFile(archive).namelist() == [image.rsplit("/", 1)[1]]
+    assert len((tmp_path / "kept" / "log.csv").read_text().splitlines()) == 3

@@ -139,6 +139,13 @@ def in_data_dir(key: str, value):
     return value
 
 
+
+def _register_a1111_default(options, key) -> None:
+    """An A1111 setting this WebUI has no use for (`outdir_save`, ...) becomes a setting when an extension sets
+    it (images-browser points `opts.outdir_save` at a folder around a save), as it is one in A1111."""
+    if key not in options and key in A1111_DEFAULTS:
+        options.register(key, A1111_DEFAULTS[key])
+
 class Options:
     """`shared.opts`: attribute access to the bound state's settings."""
 
@@ -155,7 +162,9 @@ class Options:
         raise compat.missing("modules.shared.opts", key)
 
     def __setattr__(self, key, value):
-        compat.state().options.update({key: value})  # validated; OptionsError (a ValueError) says why
+        options = compat.state().options
+        _register_a1111_default(options, key)
+        options.update({key: value})  # validated; OptionsError (a ValueError) says why
 
     @property
     def data(self) -> dict:
@@ -176,6 +185,7 @@ class Options:
     def set(self, key, value, is_api=False, run_callbacks=True) -> bool:
         """Change a setting (saved); False when it is unknown, refused or unchanged."""
         options = compat.state().options
+        _register_a1111_default(options, key)
         if key in options and options[key] == value:
             return False
         try:
