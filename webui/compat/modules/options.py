@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 A1111_DEFAULTS = {
     "outdir_samples": "", "outdir_grids": "", "outdir_txt2img_grids": "outputs/txt2img-grids",
     "outdir_img2img_grids": "outputs/img2img-grids", "outdir_extras_samples": "outputs/extras-images",
-    "outdir_save": "log/images", "temp_dir": "", "clean_temp_dir_at_start": False, "save_to_dirs": True, "grid_save": True, "grid_save_to_dirs": True,
+    "outdir_save": "log/images", "temp_dir": "", "clean_temp_dir_at_start": False, "save_to_dirs": True, "use_save_to_dirs_for_ui": False, "grid_save": True, "grid_save_to_dirs": True,
     "grid_format": "png", "grid_extended_filename": False, "grid_only_if_multiple": True,
     "grid_prevent_empty_spots": False, "grid_zip_filename_pattern": "", "n_rows": -1, "font": "",
     "grid_text_active_color": "#000000", "grid_text_inactive_color": "#999999", "grid_background_color": "#ffffff",

@@ -108,7 +108,8 @@ def save_files(js_data, images, do_make_zip, index):
             params = parse_generation_parameters(infotext or "", [])
             p.batch_index = position - 1
             path, txt = compat_images.save_image(image, str(folder), "", seed=params.get("Seed"), prompt=params.get("Prompt"),
-                                                 extension=extension, info=infotext or None, grid=position < first_image, p=p)
+                                                 extension=extension, info=infotext or None, grid=position < first_image, p=p,
+                                                 save_to_dirs=bool(opts.use_save_to_dirs_for_ui))
             saved.append(path)
             names.append(Path(path).name)
             if txt:
