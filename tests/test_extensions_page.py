@@ -17,6 +17,7 @@ from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 from extension_files import a1111_page_extension, broken_extensions, diagnosed_extension, good_extension, write  # noqa: E402
 from live_server import LiveServer  # noqa: E402
+from ui_helpers import open_page  # noqa: E402
 from webui.app import create_app, load_flags  # noqa: E402
 from webui.extensions.loader import start_extensions  # noqa: E402
 from webui.state import SharedState  # noqa: E402
@@ -101,14 +102,8 @@ def test_extension_scripts_find_a1111s_page(server):
     # Waiting for DOMContentLoaded/load (already fired when Gradio inserts the scripts), A1111's globals,
     # a Gradio-3 selector and the width/height switch, as real extensions use them.
     url, state, data = server
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(TIMEOUT_MS)
-        errors = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        page.goto(url)
+    errors = []
+    with open_page(url, errors=errors) as page:
         body = page.locator("body")
         expect(body).to_have_attribute("data-page-ready", "ran")
         expect(body).to_have_attribute("data-page-load", "ran")
@@ -125,7 +120,6 @@ def test_extension_scripts_find_a1111s_page(server):
         expect(page.locator("#txt2img_height input[type=number]")).to_have_value("64")
         assert page.locator("#txt2img_res_switch_btn").get_attribute("aria-label") == "Swap width and height"
         assert not errors, errors
-        browser.close()
 
 
 def test_what_an_extension_lacks_is_shown_for_it(tmp_path):
@@ -141,13 +135,7 @@ def test_what_an_extension_lacks_is_shown_for_it(tmp_path):
     assert "uses modules.shared.opts.halfworks_level_we_lack, which this WebUI does not provide " \
            "(scripts/half.py, line 4)" in ext.warnings
     assert any("modules.shared.helper_we_lack" in note and "line 7" in note for note in ext.warnings)
-    with LiveServer(create_app(state)) as live, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(f"{live.url}/")
-        page.locator("#txt2img_prompt textarea").wait_for()
+    with LiveServer(create_app(state)) as live, open_page(f"{live.url}/") as page:
         page.get_by_role("tab", name="Extensions").click()
         page.get_by_role("tab", name="Installed").click()
         row = page.locator("#extensions_table tr[data-extension=halfworks]")
@@ -160,5 +148,4 @@ def test_what_an_extension_lacks_is_shown_for_it(tmp_path):
         page.get_by_role("tab", name="Install from URL").click()
         page.get_by_role("tab", name="Installed").click()
         expect(row).to_contain_text("halfworks_level_we_lack")
-        browser.close()
     state.queue.stop()

@@ -52,14 +52,17 @@ def serve_ui(data: Path, tiny_model: bool = True):
 
 
 @contextmanager
-def open_page(url: str, width: int = 1400, height: int = 1000):
-    """Yield a Playwright page with the UI loaded (the txt2img prompt is there)."""
+def open_page(url: str, width: int = 1400, height: int = 1000, errors: list | None = None):
+    """Yield a Playwright page with the UI loaded (the txt2img prompt is there); `errors` collects the
+    page's uncaught script errors from the start."""
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
                                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
             page.set_default_timeout(TIMEOUT_MS)
+            if errors is not None:
+                page.on("pageerror", lambda error: errors.append(str(error)))
             page.goto(url)
             page.locator("#txt2img_prompt textarea").wait_for()
             yield page
