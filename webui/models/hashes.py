@@ -72,9 +72,8 @@ def folder_files(folder: Path) -> list[Path]:
     return sorted(files, key=lambda path: path.relative_to(folder).as_posix())
 
 
-def _folder_digest(folder: Path, file_hashes: list[str]) -> str:
-    listing = "".join(f"{path.relative_to(folder).as_posix()}\0{digest}\n"
-                      for path, digest in zip(folder_files(folder), file_hashes))
+def _folder_digest(folder: Path, files: list[Path], file_hashes: list[str]) -> str:
+    listing = "".join(f"{path.relative_to(folder).as_posix()}\0{digest}\n" for path, digest in zip(files, file_hashes))
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
@@ -84,11 +83,18 @@ def cached_sha256(path: str | os.PathLike, cache_path: str | os.PathLike | None)
     if cache_path is None:
         return None
     path = Path(path).resolve()
-    if path.is_dir():
-        known = [cached_sha256(file, cache_path) for file in folder_files(path)]
-        return None if not known or None in known else _folder_digest(path, known)
     with _lock:
-        entry = _read_cache(Path(cache_path)).get(SECTION, {}).get(str(path))
+        section = _read_cache(Path(cache_path)).get(SECTION, {})  # read once, also for a folder's many files
+    if path.is_dir():
+        files = folder_files(path)
+        known = [_unchanged(file, section) for file in files]
+        return None if not known or None in known else _folder_digest(path, files, known)
+    return _unchanged(path, section)
+
+
+def _unchanged(path: Path, section: dict) -> str | None:
+    """The hash `section` (the cache's) holds for `path`, if the file's size and mtime still match."""
+    entry = section.get(str(path.resolve())) if isinstance(section, dict) else None
     if not isinstance(entry, dict) or entry.get("sha256") is None:
         return None
     try:
@@ -104,7 +110,8 @@ def sha256(path: str | os.PathLike, cache_path: str | os.PathLike | None = None)
     For a folder (a diffusers model): the hash of its file listing, see the module's docstring."""
     path = Path(path).resolve()
     if path.is_dir():
-        return _folder_digest(path, [sha256(file, cache_path) for file in folder_files(path)])
+        files = folder_files(path)
+        return _folder_digest(path, files, [sha256(file, cache_path) for file in files])
     known = cached_sha256(path, cache_path)
     if known is not None:
         return known
