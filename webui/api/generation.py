@@ -26,7 +26,7 @@ DISCONNECT_CHECK_SECONDS = 0.25  # how often a waiting request looks whether its
 
 # Request fields for features this WebUI does not have yet: refused with a clear 400 when
 # set, rather than silently ignored (a client asking for face restoration should know).
-_NOT_YET = ("restore_faces", "tiling", "refiner_checkpoint", "hr_checkpoint_name", "firstpass_image",
+_NOT_YET = ("restore_faces", "refiner_checkpoint", "hr_checkpoint_name", "firstpass_image",
             "latent_mask", "infotext")
 _COMMON_FIELDS = ("prompt", "negative_prompt", "seed", "subseed", "subseed_strength", "seed_resize_from_h",
                   "seed_resize_from_w", "batch_size", "n_iter", "steps", "cfg_scale", "width", "height", "eta",
@@ -49,6 +49,7 @@ def build_params(state: SharedState, req: Txt2ImgRequest, kind: str, checkpoint:
     values |= {name: getattr(req, name) for name in _EXTRAS if getattr(req, name) is not None}
     values["sampler_name"] = req.sampler_name or req.sampler_index
     values["scheduler"] = req.scheduler or "Automatic"
+    values["tiling"] = bool(req.tiling)  # None (left out): off, as A1111's default
     values["hr_upscaler"] = req.hr_upscaler or "Latent"
     values["hr_sampler_name"] = req.hr_sampler_name or ""
     values["hr_scheduler"] = req.hr_scheduler or ""

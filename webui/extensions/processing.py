@@ -64,7 +64,7 @@ _A1111_FIELDS: dict[str, Any] = {
     "override_settings_restore_afterwards": True, "script_args": [], "scripts": None, "is_api": False,
     "iteration": 0, "batch_index": 0, "prompts": None, "negative_prompts": None, "seeds": None, "subseeds": None,
     "hr_prompts": None, "hr_negative_prompts": None, "prompt_for_display": None, "comments": {},
-    "restore_faces": False, "tiling": False, "do_not_save_grid": False, "disable_extra_networks": False,
+    "restore_faces": False, "do_not_save_grid": False, "disable_extra_networks": False,
     "extra_network_data": {}, "user": None, "job_timestamp": "", "sampler": None, "refiner_checkpoint": None,
     "refiner_switch_at": None, "seed_enable_extras": True, "token_merging_ratio": 0, "token_merging_ratio_hr": 0,
     "s_min_uncond": 0.0, "main_prompt": None, "main_negative_prompt": None, "extra_result_images": [],

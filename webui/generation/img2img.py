@@ -32,6 +32,7 @@ from .processing import (
 from .prompt_conditioning import encode_batch
 from .rng import ImageRNG
 from .sampling import SamplerExtras, choose_sampler, img2img_steps, plan_sampling, run_pass, sdxl_time_ids
+from .tiling import tiling
 
 RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill", "Just resize (latent upscale)")
 MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")  # A1111's infotext spellings
@@ -192,7 +193,7 @@ def img2img(model: SDModel, p: Img2ImgParams, control: JobControl | None = None,
         inits = [prepared[i % len(prepared)] for i in range(p.batch_size)]
         hooks.before_batch(batch)
         tags = prompt_networks(batch.prompts[0])  # A1111 reads a batch's extra networks from its first prompt
-        with activated_loras(model, tags, networks) as active:
+        with activated_loras(model, tags, networks) as active, tiling(model, p.tiling):  # tiling: sampling to decoding
             hooks.after_networks(batch, tags)
             # Textual inversion: records the embeddings used. An interrupt stops a long prompt's encoding.
             encoder = PromptEncoder(model, embeddings, before_chunk=control.check_interrupted)

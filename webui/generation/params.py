@@ -119,6 +119,7 @@ class Txt2ImgParams:
     hr_scheduler: str = ""  # "" or SAME_SCHEDULER: the first pass's
     hr_prompt: str = ""  # "": the first pass's
     hr_negative_prompt: str = ""
+    tiling: bool = False  # seamless textures: circular padding in the UNet and VAE (generation/tiling.py)
     save_images: bool = True
     outdir: Path | None = None  # default: outputs/txt2img-images/<date>
     settings: GenerationSettings = field(default_factory=GenerationSettings)

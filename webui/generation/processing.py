@@ -29,6 +29,7 @@ from .samplers import initial_noise_scale
 from .sampling import (
     SamplerChoice, SamplerExtras, choose_sampler, img2img_steps, plan_sampling, run_pass, sdxl_time_ids,
 )
+from .tiling import tiling
 from .upscalers import LATENT_UPSCALE_MODES, find_upscaler, upscale_latents
 
 VERSION = "sd-webui 0.1.0"
@@ -150,7 +151,7 @@ def txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None = None,
             break
         hooks.before_batch(batch)
         tags = prompt_networks(batch.prompts[0])  # A1111 reads a batch's extra networks from its first prompt
-        with activated_loras(model, tags, networks) as active:
+        with activated_loras(model, tags, networks) as active, tiling(model, p.tiling):  # tiling: sampling to decoding
             hooks.after_networks(batch, tags)
             # Textual inversion: records the embeddings used. An interrupt stops a long prompt's encoding.
             encoder = PromptEncoder(model, embeddings, before_chunk=control.check_interrupted)
@@ -328,6 +329,7 @@ def infotext_params(model: SDModel, p: Txt2ImgParams, choice: SamplerChoice, see
         "Clip skip": settings.clip_skip if settings.clip_skip > 1 else None,
         "ENSD": settings.eta_noise_seed_delta if settings.eta_noise_seed_delta and choice.sampler.uses_ensd else None,
         "RNG": settings.randn_source if settings.randn_source != "GPU" else None,
+        "Tiling": True if p.tiling else None,
         "Emphasis": settings.emphasis if settings.emphasis != "Original" and uses_emphasis else None,
         "Old prompt editing timelines": True if settings.use_old_scheduling else None,
     }

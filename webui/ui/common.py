@@ -319,6 +319,7 @@ PASTE_KEYS = {
     "Steps": ("steps", int),
     "Sampler": ("sampler_name", str),
     "Schedule type": ("scheduler", str),
+    "Tiling": ("tiling", lambda value: str(value) == "True"),
     "CFG scale": ("cfg_scale", float),
     "Seed": ("seed", int),
     "Size-1": ("width", int),

@@ -113,6 +113,7 @@ def build(state: SharedState, sessions: Sessions) -> Img2ImgTab:
                                                                             label="Only masked padding, pixels",
                                                                             elem_id="img2img_inpaint_full_res_padding")
             sampler_controls(controls, "img2img")
+            controls.fields["tiling"] = gr.Checkbox(False, label="Tiling", elem_id="img2img_tiling")
             size_batch_cfg_controls(controls, "img2img")
             controls.fields["denoising_strength"] = gr.Slider(0, 1, value=0.75, step=0.01, label="Denoising strength",
                                                               elem_id="img2img_denoising_strength")

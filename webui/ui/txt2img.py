@@ -185,6 +185,7 @@ def build(state: SharedState, sessions: Sessions) -> GenerationTab:
     with gr.Row():
         with gr.Column(scale=1, elem_id="txt2img_settings"):
             sampler_controls(controls, "txt2img")
+            controls.fields["tiling"] = gr.Checkbox(False, label="Tiling", elem_id="txt2img_tiling")
             hires_controls(controls)
             size_batch_cfg_controls(controls, "txt2img")
             seeds_holder = gr.State(())
