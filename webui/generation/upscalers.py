@@ -45,6 +45,12 @@ def register_upscaler(upscaler: Upscaler) -> None:
     _UPSCALERS[upscaler.name.lower()] = upscaler
 
 
+def unregister_upscaler(name: str) -> None:
+    """Drop a registered upscaler (a model file that is gone); the built-in ones are never dropped."""
+    if name.lower() not in ("none", "lanczos", "nearest"):
+        _UPSCALERS.pop(name.lower(), None)
+
+
 def find_upscaler(name: str) -> Upscaler:
     found = _UPSCALERS.get(name.lower())
     if found is None:

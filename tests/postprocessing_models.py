@@ -1,0 +1,35 @@
+"""Tiny random-weight upscaler and face-restoration files, built with spandrel's own architecture classes and
+saved where a user's files go (A1111's folders), for the post-processing tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+
+def tiny_esrgan(path: Path, scale: int = 4, safetensors: bool = False) -> Path:
+    """An old-style ESRGAN (RRDB) with 8 filters and one block: a few thousand weights."""
+    from spandrel.architectures.ESRGAN import ESRGAN
+
+    torch.manual_seed(0)
+    state = ESRGAN(in_nc=3, out_nc=3, num_filters=8, num_blocks=1, scale=scale).state_dict()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if safetensors:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    else:
+        torch.save(state, path)
+    return path
+
+
+def tiny_gfpgan(path: Path) -> Path:
+    """A GFPGAN v1 "clean" network, 32-pixel faces and 1/32 of the channels, saved as BasicSR saves it."""
+    from spandrel.architectures.GFPGAN import GFPGAN
+
+    torch.manual_seed(0)
+    network = GFPGAN(out_size=32, num_style_feat=16, channel_multiplier=2, decoder_load_path=None, fix_decoder=False,
+                     num_mlp=2, input_is_latent=True, different_w=True, narrow=1 / 32, sft_half=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"params_ema": network.state_dict()}, path)
+    return path
