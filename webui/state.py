@@ -464,6 +464,7 @@ class SharedState:
     demo: Any = None
     restart: Any = None  # set by app.main: ends the server and starts the process again (Extensions tab)
     access: Any = None  # logins, admins and the login throttle (auth.Access), made from the flags if not given
+    interrogator: Any = None  # Interrogate CLIP's models (interrogate.Interrogator), created on first use
 
     def __post_init__(self):
         if self.access is None:

@@ -25,6 +25,7 @@ from . import info
 from .common import BasicAuth, caller, decode_image
 from .errors import hide_paths
 from .generation import run_generation
+from .interrogate import register_interrogate
 from .models import (
     Img2ImgRequest, ImageResponse, InternalProgressRequest, InternalProgressResponse, PNGInfoRequest,
     PNGInfoResponse, ProgressResponse, Txt2ImgRequest,
@@ -167,6 +168,7 @@ def register_api(app: FastAPI, state: SharedState, internal: bool = True) -> Non
     api.add_api_route("/scripts", lambda: info.scripts_list(state), methods=["GET"])
     api.add_api_route("/script-info", lambda: info.script_info(state), methods=["GET"])
     api.add_api_route("/extensions", lambda: extension_entries(state), methods=["GET"])  # extensions/manager.py
+    register_interrogate(api, state)  # POST /interrogate (webui/interrogate)
     app.include_router(api)
 
 
