@@ -41,11 +41,11 @@ KEEP_USED_IDS = 16 * KEEP_FINISHED
 MAX_TASK_ID = 200  # characters; a client's force_task_id is kept in that memory
 
 
-def checked_overrides(overrides: dict[str, Any] | None) -> dict[str, Any]:
-    """The `override_settings` entries our Options know, checked as Options checks a stored value (type, range,
-    choices: state.option_problem); unknown keys are ignored (A1111 clients send keys we have no use for).
-    A known key with a bad value is an OptionsError naming the key."""
-    return checked_settings(overrides, "override_settings")
+def checked_overrides(overrides: dict[str, Any] | None, known: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `override_settings` entries, checked as Options checks a stored value (type, range, choices:
+    state.option_problem). With `known` (Options.defaults()) a key that is no setting is refused, as in A1111;
+    without, only A1111's and our keys are kept. A bad value is an OptionsError naming the key."""
+    return checked_settings(overrides, "override_settings", known)
 
 
 class Job:
@@ -283,7 +283,7 @@ class JobQueue:
         `script_args`: A1111's script arguments (index 0 picks the selected script); None: defaults."""
         if kind not in KINDS:
             raise ValueError(f"unknown job kind {kind!r}; expected one of {', '.join(KINDS)}")
-        overrides = checked_overrides(override_settings)
+        overrides = checked_overrides(override_settings, self.state.options.defaults())
         if task_id is not None and len(task_id) > MAX_TASK_ID:
             raise ValueError(f"a task id may have at most {MAX_TASK_ID} characters")
         with self._cond:

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from .a1111_options import A1111_CHOICES, A1111_OPTIONS
 from .devices import choose_devices
 from .extensions.callbacks import CallbackRegistry
 from .extensions.extra_networks import ExtraNetworkRegistry
@@ -58,9 +59,13 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "outdir_img2img_samples": "outputs/img2img-images",
     "disabled_extensions": [],  # extension folder names (Extensions tab)
     "disable_all_extensions": "none",  # "none", "extra" (only built-in ones run) or "all"
+    "sd_hypernetwork": "None",  # a hypernetwork added to every prompt (networks/hypernet_network.py)
+    "extra_networks_default_multiplier": 1.0,  # its weight there
     # Ours: an API client that disconnects has its job cancelled (nobody gets its images; others wait behind it).
     "api_cancel_on_disconnect": True,
 }
+# Every setting name a client may send: A1111 v1.10's (most stored only: a1111_options.py) and ours, ours winning.
+KNOWN_DEFAULTS: dict[str, Any] = {**A1111_OPTIONS, **OPTION_DEFAULTS}
 # Options that name folders: frozen by --hide-ui-dir-config.
 DIRECTORY_OPTIONS = ("outdir_txt2img_samples", "outdir_img2img_samples")
 
@@ -109,7 +114,10 @@ OPTION_RULES: dict[str, Any] = {
     "samples_filename_pattern": _file_name_pattern,
     "disabled_extensions": _text_list,
     "disable_all_extensions": _one_of("none", "extra", "all"),
+    "extra_networks_default_multiplier": _between(0, 2),
 }
+for _key, _choices in A1111_CHOICES.items():  # A1111's radios: only their choices
+    OPTION_RULES.setdefault(_key, _one_of(*_choices))
 
 
 class OptionsError(ValueError):
@@ -141,22 +149,28 @@ def option_problem(key: str, value: Any, default: Any) -> str | None:
     return None
 
 
-def checked_settings(values: dict[str, Any] | None, where: str = "override_settings") -> dict[str, Any]:
-    """The entries of `values` our built-in settings know, each checked (`option_problem`); others are left out.
+def checked_settings(values: dict[str, Any] | None, where: str = "override_settings",
+                     known: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The entries of `values` that are settings, each checked (`option_problem`).
 
-    A1111 clients and scripts send keys we have no use for (face restoration, ...): leaving them out keeps those
-    clients working. A known key with a bad value is an OptionsError naming `where` and the key.
+    With `known` (every setting's default: `Options.defaults()`, extensions' included) a key that is no setting
+    is refused, as A1111 refuses it. Without it (a script's `p.override_settings`, whose extension keys we cannot
+    see here) only A1111's and our keys are kept and others are left out. A bad value is an OptionsError naming
+    `where` and the key.
     """
-    known, problems = {}, []
+    defaults = KNOWN_DEFAULTS if known is None else known
+    kept, problems = {}, []
     for key, value in (values or {}).items():
-        if key not in OPTION_DEFAULTS:
+        if key not in defaults:
+            if known is not None:
+                problems.append(f"{where}: unknown setting {key!r}")
             continue
-        if (problem := option_problem(key, value, OPTION_DEFAULTS[key])) is not None:
+        if (problem := option_problem(key, value, defaults[key])) is not None:
             problems.append(f"{where}: {problem}")
-        known[key] = value
+        kept[key] = value
     if problems:
         raise OptionsError("; ".join(problems))
-    return known
+    return kept
 
 
 def read_settings_file(path: Path) -> tuple[dict[str, Any], list[str]]:
@@ -190,17 +204,17 @@ class Options:
         self.frozen = frozen
         self.frozen_keys = set(frozen_keys)
         self._lock = threading.Lock()
-        self._values = dict(OPTION_DEFAULTS)
+        self._values = dict(KNOWN_DEFAULTS)
         self._extension_defaults: dict[str, Any] = {}
         self._onchange: dict[str, Any] = {}
         self._infos: dict[str, Any] = {}  # key -> the extension's OptionInfo (label, component, section)
         self._unclaimed: dict[str, Any] = {}  # stored keys not (yet) registered
         stored, self.load_warnings = read_settings_file(path)  # load_warnings: what was wrong in the file
         for key, value in stored.items():
-            if key not in OPTION_DEFAULTS:
+            if key not in KNOWN_DEFAULTS:
                 self._unclaimed[key] = value
-            elif (problem := option_problem(key, value, OPTION_DEFAULTS[key])) is not None:
-                self.load_warnings.append(f"{path.name}: {problem}; using the default, {OPTION_DEFAULTS[key]!r}")
+            elif (problem := option_problem(key, value, KNOWN_DEFAULTS[key])) is not None:
+                self.load_warnings.append(f"{path.name}: {problem}; using the default, {KNOWN_DEFAULTS[key]!r}")
             else:
                 self._values[key] = value
         for warning in self.load_warnings:
@@ -215,7 +229,7 @@ class Options:
                 self._onchange[key] = onchange
             if info is not None:
                 self._infos[key] = info
-            if key in OPTION_DEFAULTS:
+            if key in KNOWN_DEFAULTS:  # an extension declaring an A1111 setting (Lora's sd_lora) keeps ours
                 return
             self._extension_defaults[key] = default
             if key not in self._values:
@@ -235,7 +249,7 @@ class Options:
     def defaults(self) -> dict[str, Any]:
         """Every known setting's default: the built-in ones and those extensions registered."""
         with self._lock:
-            return {**OPTION_DEFAULTS, **self._extension_defaults}
+            return {**KNOWN_DEFAULTS, **self._extension_defaults}
 
     def __contains__(self, key: str) -> bool:
         with self._lock:
@@ -473,6 +487,9 @@ class SharedState:
             self.access = Access.from_flags(self.flags)
         if isinstance(self.models, ModelManager):  # extensions hear of every checkpoint loaded
             self.models.on_loaded = lambda model: self.callbacks.run("model_loaded", model)
+        from .networks.hypernet_network import HypernetExtraNetwork  # <hypernet:...>, as A1111 registers it
+
+        self.extra_networks.register(HypernetExtraNetwork(self), builtin=True)
 
     @classmethod
     def create(cls, flags: argparse.Namespace) -> "SharedState":

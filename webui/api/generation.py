@@ -85,7 +85,7 @@ def build_params(state: SharedState, req: Txt2ImgRequest, kind: str, checkpoint:
 
 def checked_override_settings(state: SharedState, req: Txt2ImgRequest) -> dict:
     try:
-        overrides = checked_overrides(req.override_settings)
+        overrides = checked_overrides(req.override_settings, state.options.defaults())
     except OptionsError as error:
         raise HTTPException(400, str(error)) from None
     if overrides.get("sd_model_checkpoint"):

@@ -13,6 +13,7 @@ import torch
 from fastapi import HTTPException
 from fastapi.responses import JSONResponse
 
+from ..a1111_options import API_RESTRICTED
 from ..flags import SECRET_FLAGS
 from ..generation.samplers import SAMPLERS, SCHEDULERS
 from ..generation.upscalers import LATENT_UPSCALE_MODES, upscaler_names
@@ -27,6 +28,8 @@ _NEEDS_MODEL_TABLE = {"sgm_uniform", "simple", "normal", "ddim", "beta"}
 def set_options(state: SharedState, changes: Any) -> None:
     if not isinstance(changes, dict):
         raise HTTPException(422, "body: expected a JSON object of settings")
+    # A1111 never lets the API change what URLs the API itself may fetch (its restrict_api): left as they are.
+    changes = {key: value for key, value in changes.items() if key not in API_RESTRICTED}
     name = changes.get("sd_model_checkpoint")
     if name:  # only a checkpoint from the models folders, never a path elsewhere
         if not isinstance(name, str):
@@ -100,6 +103,13 @@ def refresh_loras(state: SharedState) -> None:
     from ..networks import library_for_flags
 
     library_for_flags(state.flags).refresh()
+
+
+def hypernetworks(state: SharedState) -> list[dict]:
+    """A1111's hypernetwork listing: the `.pt` files of models/hypernetworks, read again on every request."""
+    from ..networks.hypernet_network import hypernetwork_library
+
+    return [{"name": f.name, "path": str(f.path)} for f in hypernetwork_library(state).refresh()]
 
 
 def upscalers() -> list[dict]:

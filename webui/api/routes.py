@@ -165,6 +165,7 @@ def register_api(app: FastAPI, state: SharedState, internal: bool = True) -> Non
     api.add_api_route("/loras", lambda: info.loras(state), methods=["GET"])  # LoRA (webui/networks)
     api.add_api_route("/refresh-loras", lambda: info.refresh_loras(state), methods=["POST"])
     # Extension scripts (webui/extensions): their names per tab, and their arguments.
+    api.add_api_route("/hypernetworks", lambda: info.hypernetworks(state), methods=["GET"])  # networks/hypernetworks.py
     api.add_api_route("/scripts", lambda: info.scripts_list(state), methods=["GET"])
     api.add_api_route("/script-info", lambda: info.script_info(state), methods=["GET"])
     api.add_api_route("/extensions", lambda: extension_entries(state), methods=["GET"])  # extensions/manager.py

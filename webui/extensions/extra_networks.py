@@ -22,15 +22,19 @@ class ExtraNetworkRegistry:
     def __init__(self):
         self.networks: dict = {}
         self.aliases: dict = {}
+        self.builtin: dict = {}  # ours that work the same way (hypernet): kept when extensions load again
 
-    def register(self, network, alias: str | None = None) -> None:
+    def register(self, network, alias: str | None = None, builtin: bool = False) -> None:
         self.networks[network.name] = network
         if alias:
             self.aliases[alias] = network
+        if builtin:
+            self.builtin[network.name] = network
 
     def clear(self) -> None:
         self.networks.clear()
         self.aliases.clear()
+        self.networks.update(self.builtin)
 
     def lookup(self, name: str):
         return self.networks.get(name) or self.aliases.get(name)

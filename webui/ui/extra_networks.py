@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..networks import library_for_flags
 from ..networks.embeddings import database_for
+from ..networks.hypernet_network import hypernetwork_library
 from ..state import SharedState
 from . import icons
 from .common import Sessions, choose_setting
@@ -64,6 +65,12 @@ def _lora_cards(state: SharedState, rescan: bool) -> list[Card]:
     return [Card(f.name, f.path, _caption(f), f"<lora:{f.name}:1>") for f in library.files()]  # A1111's default weight
 
 
+def _hypernetwork_cards(state: SharedState, rescan: bool) -> list[Card]:
+    library = hypernetwork_library(state)
+    files = library.refresh() if rescan else library.files()
+    return [Card(f.name, f.path, f.name, f"<hypernet:{f.name}:1>") for f in files]
+
+
 def _embedding_cards(state: SharedState, rescan: bool) -> list[Card]:
     database = database_for(state)
     if rescan:
@@ -85,6 +92,10 @@ def _lora_hint(state: SharedState) -> str:
     return _empty_hint("LoRA files (`.safetensors`)", library_for_flags(state.flags).directory)
 
 
+def _hypernetwork_hint(state: SharedState) -> str:
+    return _empty_hint("hypernetworks (A1111's `.pt` files)", hypernetwork_library(state).directory)
+
+
 def _embedding_hint(state: SharedState) -> str:
     directory = database_for(state).directory
     return _empty_hint("textual inversion embeddings (`.safetensors`, `.pt`) for this model", directory)
@@ -98,6 +109,7 @@ def _checkpoint_hint(state: SharedState) -> str:
 SECTIONS = {
     "Lora": (_lora_cards, _lora_hint),
     "Textual Inversion": (_embedding_cards, _embedding_hint),
+    "Hypernetworks": (_hypernetwork_cards, _hypernetwork_hint),
     "Checkpoints": (_checkpoint_cards, _checkpoint_hint),
 }
 

@@ -17,7 +17,9 @@ import gradio as gr
 from ..auth import ui_caller
 from ..generation.conditioning import EMPHASIS_MODES
 from ..generation.rng import SOURCES
-from ..state import OptionsError, SharedState
+from ..a1111_options import inert_options
+from ..networks.hypernet_network import hypernetwork_library
+from ..state import OPTION_DEFAULTS, OptionsError, SharedState
 from . import gradio_compat, icons
 from .ui_components import ToolButton
 
@@ -48,6 +50,10 @@ FIELDS = {
     "outdir_txt2img_samples": ("Output directory for txt2img images", *TEXT),
     "outdir_img2img_samples": ("Output directory for img2img images", *TEXT),
     "api_cancel_on_disconnect": ("Cancel the job of an API client that disconnects", *CHECKBOX),
+    # Its choices (the files of models/hypernetworks) are filled in when the page is built.
+    "sd_hypernetwork": ("Add hypernetwork to prompt", gr.Dropdown, {"choices": ["None"]}),
+    "extra_networks_default_multiplier": ("Default multiplier for extra networks", gr.Slider,
+                                          {"minimum": 0, "maximum": 2, "step": 0.01}),
 }
 
 
@@ -131,6 +137,15 @@ def load_warnings_html(state: SharedState) -> str:
     return f'<div class="error" style="color:#c0392b">Settings read with problems:<ul>{items}</ul></div>'
 
 
+def inert_options_html() -> str:
+    """The A1111 settings kept only for A1111 clients: named, never shown as controls that would do nothing."""
+    names = inert_options(OPTION_DEFAULTS)
+    items = ", ".join(f"<code>{html.escape(name)}</code>" for name in names)
+    return (f"<p>These {len(names)} A1111 settings are accepted by the API (<code>/sdapi/v1/options</code>, "
+            f"<code>override_settings</code>) and stored in config.json so that A1111 clients and extensions keep "
+            f"working, but this WebUI does not act on them:</p><p>{items}</p>")
+
+
 def build(state: SharedState) -> None:
     frozen = state.options.frozen
     with gr.Row():
@@ -141,11 +156,16 @@ def build(state: SharedState) -> None:
     components = {}
     with gr.Column(elem_id="settings"):
         for key, (label, component, arguments) in FIELDS.items():
+            if key == "sd_hypernetwork":
+                names = [f.name for f in hypernetwork_library(state).files()]
+                arguments = {"choices": ["None", *names], "allow_custom_value": True}
             locked = frozen or key in state.options.frozen_keys
             # A callable value: each page load shows the current setting.
             components[key] = component(label=label, value=current(state, key), elem_id=f"setting_{key}",
                                         interactive=False if locked else None, **arguments)
     components.update(extension_options(state, frozen))
+    with gr.Accordion("A1111 settings stored only (no effect here)", open=False, elem_id="settings_inert"):
+        gr.HTML(inert_options_html(), elem_id="settings_inert_list")
     labels = {key: FIELDS[key][0] if key in FIELDS else plain(state.options.registered()[key].label) or key
               for key in components}
 

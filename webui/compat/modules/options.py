@@ -13,48 +13,13 @@ import os
 from pathlib import Path
 
 from webui import compat
+from webui.a1111_options import A1111_OPTIONS
 
 log = logging.getLogger(__name__)
 
-# A1111 settings that extensions read although we do not use them: answered with A1111's defaults.
-A1111_DEFAULTS = {
-    "outdir_samples": "", "outdir_grids": "", "outdir_txt2img_grids": "outputs/txt2img-grids",
-    "outdir_img2img_grids": "outputs/img2img-grids", "outdir_extras_samples": "outputs/extras-images",
-    "outdir_save": "log/images", "temp_dir": "", "clean_temp_dir_at_start": False, "save_to_dirs": True, "use_save_to_dirs_for_ui": False, "grid_save": True, "grid_save_to_dirs": True,
-    "grid_format": "png", "grid_extended_filename": False, "grid_only_if_multiple": True,
-    "grid_prevent_empty_spots": False, "grid_zip_filename_pattern": "", "n_rows": -1, "font": "",
-    "grid_text_active_color": "#000000", "grid_text_inactive_color": "#999999", "grid_background_color": "#ffffff",
-    "return_grid": True, "return_info": True, "return_mask": False, "return_mask_composite": False,
-    "do_not_show_images": False, "enable_pnginfo": True, "save_txt": False, "save_images_add_number": True,
-    "save_images_before_face_restoration": False, "save_selected_only": True, "jpeg_quality": 80,
-    "webp_lossless": False, "export_for_4chan": True, "img_downscale_threshold": 4.0, "target_side_length": 4000,
-    "img_max_size_mp": 200, "use_original_name_batch": True, "use_upscaler_name_as_suffix": False,
-    "directories_filename_pattern": "[date]", "directories_max_prompt_words": 8, "samples_log_stdout": False,
-    "enable_emphasis": True, "enable_batch_seeds": True, "token_merging_ratio": 0.0, "s_min_uncond": 0.0,
-    "s_churn": 0.0, "s_tmin": 0.0, "s_tmax": 0.0, "s_noise": 1.0, "sd_checkpoint_hash": "", "sd_unet": "Automatic",
-    "sd_vae_overrides_per_model_preferences": True, "sd_hypernetwork": "None", "face_restoration": False,
-    "face_restoration_model": "CodeFormer", "code_former_weight": 0.5, "upscaler_for_img2img": None,
-    "show_progressbar": True, "live_preview_content": "Prompt", "live_preview_refresh_period": 1000,
-    "interrogate_keep_models_in_memory": False, "disable_weights_auto_swap": True, "extra_networks_default_multiplier": 1.0,
-    "extra_networks_add_text_separator": " ", "textual_inversion_add_hashes_to_infotext": True,
-    "sd_lora": "None", "lora_functional": False, "localization": "None", "quicksettings_list": ["sd_model_checkpoint"],
-    "hidden_tabs": [], "ui_reorder_list": [], "gradio_theme": "Default", "js_modal_lightbox": True,
-    "keyedit_precision_attention": 0.1, "keyedit_precision_extra": 0.05, "keyedit_delimiters": r".,\/!?%^*;:{}=`~() ",
-    "disable_token_counters": False, "add_model_name_to_info": True, "add_model_hash_to_info": True,
-    "add_vae_name_to_info": True, "add_vae_hash_to_info": True, "add_user_name_to_info": False,
-    "add_version_to_infotext": True, "infotext_styles": "Apply if any", "memmon_poll_rate": 8,
-    "multiple_tqdm": True, "print_hypernet_extra": False, "list_hidden_files": True, "api_enable_requests": True,
-    "api_forbid_local_requests": True, "api_useragent": "", "auto_backcompat": True, "use_old_emphasis_implementation": False,
-    "use_old_karras_scheduler_sigmas": False, "no_dpmpp_sde_batch_determinism": False, "use_old_hires_fix_width_height": False,
-    "dont_fix_second_order_samplers_schedule": False, "hires_fix_use_firstpass_conds": False,
-    "sd_checkpoint_cache": 0, "sd_vae_checkpoint_cache": 0, "always_discard_next_to_last_sigma": False,
-    "sgm_noise_multiplier": False, "img2img_extra_noise": 0.0, "img2img_color_correction": False,
-    "img2img_background_color": "#ffffff", "tiling": False, "hires_fix_refiner_pass": "second pass",
-    "persistent_cond_cache": True, "batch_cond_uncond": True, "fp8_storage": "Disable", "cache_fp16_weight": False,
-    "samplers_in_dropdown": True, "dimensions_and_batch_together": True, "sd_checkpoint_dropdown_use_short": False,
-    "hires_fix_show_sampler": False, "hires_fix_show_prompts": False, "disable_all_extensions": "none",
-    "disabled_extensions": [], "restore_config_state_file": "", "sd_checkpoints_limit": 1, "sd_checkpoints_keep_in_cpu": True,
-}
+# A1111's settings as extensions read them: every v1.10 key (webui/a1111_options.py), and a few older ones.
+A1111_DEFAULTS = {**A1111_OPTIONS, "return_info": True, "enable_emphasis": True,
+                  "dont_fix_second_order_samplers_schedule": False}
 
 
 class OptionInfo:
