@@ -31,7 +31,7 @@ from webui.models.detection import (
 )
 from webui.models.discovery import find_checkpoint, list_checkpoints, with_hash
 from webui.models.loading import CheckpointError, ModelSlot, load_checkpoint, unload
-from webui.models.model import FAMILIES, scaled_linear_alphas_cumprod
+from webui.families import FAMILIES, scaled_linear_alphas_cumprod
 
 
 @pytest.fixture(autouse=True)
@@ -107,7 +107,7 @@ def test_bundled_tokenizer_gives_clip_ids():
 
 @pytest.mark.parametrize("family, pads", [("sd1", ["<|endoftext|>"]), ("sd2", ["!"]), ("sdxl", ["<|endoftext|>", "!"])])
 def test_loader_tokenizers_pad_like_each_family(family, pads):
-    tokenizers = loading._tokenizers(FAMILIES[family])
+    tokenizers = FAMILIES[family].tokenizers(None)
     assert [t.pad_token for t in tokenizers] == pads
     assert all(t.model_max_length == 77 for t in tokenizers)
 
@@ -590,7 +590,8 @@ def test_unsupported_or_broken_diffusers_folders(tiny, tmp_path):
                "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"]}
     cases = [
         (folder("refiner", refiner), "refiner"),
-        (folder("flux", {"_class_name": "FluxPipeline"}), "FluxPipeline is not an SD"),
+        (folder("hunyuan", {"_class_name": "HunyuanDiTPipeline"}), "HunyuanDiTPipeline is not a pipeline this WebUI loads"),
+        (folder("flux", {"_class_name": "FluxPipeline"}), "flux: transformer/ is missing"),
         (folder("no-unet-config", drop="unet/config.json"), "unet/config.json is missing"),
         (folder("no-weights", drop="vae/diffusion_pytorch_model.safetensors"), "no-weights: could not be loaded"),
     ]

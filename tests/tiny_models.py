@@ -13,7 +13,8 @@ import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-from webui.models.model import FAMILIES, SDModel, scaled_linear_alphas_cumprod
+from webui.families import FAMILIES, scaled_linear_alphas_cumprod
+from webui.models.model import SDModel
 
 TOKENIZER_DIR = Path(__file__).resolve().parents[1] / "webui" / "models" / "clip_tokenizer"
 

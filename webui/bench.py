@@ -29,7 +29,8 @@ def random_model(arch: str, device: torch.device, dtype: torch.dtype):
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from .models.model import SD1, SDModel, scaled_linear_alphas_cumprod
+    from .families import SD1, scaled_linear_alphas_cumprod
+    from .models.model import SDModel
 
     torch.manual_seed(0)
     if arch == "sd15":

@@ -50,6 +50,7 @@ def build_params(state: SharedState, req: Txt2ImgRequest, kind: str, checkpoint:
     values["sampler_name"] = req.sampler_name or req.sampler_index
     values["scheduler"] = req.scheduler or "Automatic"
     values["tiling"] = bool(req.tiling)  # None (left out): off, as A1111's default
+    values["distilled_cfg_scale"] = req.distilled_cfg_scale
     values["hr_upscaler"] = req.hr_upscaler or "Latent"
     values["hr_sampler_name"] = req.hr_sampler_name or ""
     values["hr_scheduler"] = req.hr_scheduler or ""

@@ -34,6 +34,7 @@ class Txt2ImgRequest(_Request):
     n_iter: int = 1
     steps: int = 50
     cfg_scale: float = 7.0
+    distilled_cfg_scale: float | None = None  # Forge's field: Flux dev's guidance value (None: the family's 3.5)
     width: int = 512
     height: int = 512
     restore_faces: bool | None = None

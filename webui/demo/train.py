@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.loading import METADATA_FILE, TOKENIZER_DIR
-from ..models.model import scaled_linear_alphas_cumprod
+from ..families import scaled_linear_alphas_cumprod
 from .shapes import make_dataset
 
 SIZE = 128

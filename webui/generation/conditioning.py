@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 
 import torch
 
+from typing import TYPE_CHECKING
+
 from prompt_parser import BREAK, attention_runs
 
-from ..models.model import SDModel
+if TYPE_CHECKING:
+    from ..models.model import SDModel
 
 CHUNK_TOKENS = 75  # prompt tokens per chunk; with BOS and EOS a chunk is 77
 EMPHASIS_MODES = ("Original", "No norm", "Ignore", "None")
@@ -35,7 +38,7 @@ class Conditioning:
     """What the UNet is conditioned on for one text."""
 
     crossattn: torch.Tensor  # [77 * chunks, channels]
-    pooled: torch.Tensor | None = None  # SDXL: [1280], from the first chunk
+    pooled: torch.Tensor | None = None  # SDXL: [1280], SD3: [2048], Flux: [768]; from the first CLIP chunk
 
     @property
     def tokens(self) -> int:
@@ -133,17 +136,17 @@ def token_count(text: str, tokenizer, options: EncodeOptions = EncodeOptions(), 
     return count, max(CHUNK_TOKENS, -(-count // CHUNK_TOKENS) * CHUNK_TOKENS)
 
 
-class _TextEncoder:
-    """One CLIP text encoder, read at the layer its model family uses."""
+class ClipTextEncoder:
+    """One CLIP text encoder, read at the layer its model family uses (the family builds these)."""
 
-    def __init__(self, encoder, tokenizer, layer, embedding_key: str = ""):
+    def __init__(self, encoder, tokenizer, layer, embedding_key: str = "", pooled_output: str = "text_embeds"):
         self.encoder = encoder
         self.tokenizer = tokenizer
         self.embedding_key = embedding_key  # which vectors of an SDXL embedding this encoder takes
-        # options -> (which hidden state counted from the end, whether the final layer
-        # norm follows): SD1 honours clip skip; SD2's diffusers encoder already ends at
-        # OpenCLIP's penultimate layer; SDXL reads both encoders' penultimate layer raw.
+        # options -> (which hidden state counted from the end, whether the final layer norm follows)
         self.layer = layer
+        # the pooled vector: the projection ("text_embeds") or the EOS token's state ("pooler_output", Flux)
+        self.pooled_output = pooled_output
 
     def encode_chunks(self, tokens: torch.Tensor, options: EncodeOptions,
                       fixes: Sequence[tuple[int, int, torch.Tensor]] = ()) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -179,11 +182,11 @@ class _TextEncoder:
         if final_norm:
             # transformers 5 flattened CLIPTextModel; the projection model still nests it.
             hidden = getattr(self.encoder, "text_model", self.encoder).final_layer_norm(hidden)
-        return hidden, getattr(output, "text_embeds", None)
+        return hidden, getattr(output, self.pooled_output, None)
 
 
 class PromptEncoder:
-    """Encodes groups of texts for one loaded model (SD1, SD2 or SDXL)."""
+    """Encodes groups of texts for one loaded model, with the encoders its family names."""
 
     def __init__(self, model: SDModel, embeddings=None, before_chunk: Callable[[], None] | None = None):
         """`embeddings`: the textual-inversion embeddings usable with `model`
@@ -194,17 +197,8 @@ class PromptEncoder:
         self.embeddings = embeddings
         self.before_chunk = before_chunk
         self.used_embeddings: dict = {}  # name -> Embedding, every one placed in a text so far
-        encoders, tokenizers = model.text_encoders, model.tokenizers
-        if model.family.name == "sdxl":
-            self.encoders = [
-                _TextEncoder(encoders[0], tokenizers[0], lambda o: (o.clip_skip if o.sdxl_clip_l_skip else 2, False),
-                             "clip_l"),
-                _TextEncoder(encoders[1], tokenizers[1], lambda o: (2, False), "clip_g"),
-            ]
-        elif model.family.name == "sd2":
-            self.encoders = [_TextEncoder(encoders[0], tokenizers[0], lambda o: (1, True))]
-        else:
-            self.encoders = [_TextEncoder(encoders[0], tokenizers[0], lambda o: (max(1, o.clip_skip), True))]
+        self.encoders = model.family.text_encoders(model)  # CLIP, with A1111's chunks and emphasis
+        self.long_encoder = model.family.long_text_encoder(model)  # T5 or an LLM: one token sequence
 
     @torch.no_grad()
     def encode_group(
@@ -219,14 +213,15 @@ class PromptEncoder:
             for chunks in chunked:
                 self.used_embeddings.update((e.name, e) for chunk in chunks for _, e in chunk.fixes)
             outputs.append(self._encode_chunked(encoder, chunked, counts, options))
-        crossattn = torch.cat([hidden for hidden, _ in outputs], dim=-1)  # channels: 768 + 1280 on SDXL
-        pooled = outputs[-1][1]
-        return [
-            Conditioning(crossattn[i], pooled[i] if pooled is not None and self.model.family.name == "sdxl" else None)
-            for i in range(len(texts))
-        ]
+        long_hidden = None
+        if self.long_encoder is not None:
+            if self.before_chunk is not None:
+                self.before_chunk()
+            long_hidden = self.long_encoder.encode(texts, options)
+        crossattn, pooled = self.model.family.combine(self.model, outputs, long_hidden)
+        return [Conditioning(crossattn[i], pooled[i] if pooled is not None else None) for i in range(len(texts))]
 
-    def _encode_chunked(self, encoder: _TextEncoder, chunked: list[list[_Chunk]], counts: list[int], options: EncodeOptions):
+    def _encode_chunked(self, encoder: ClipTextEncoder, chunked: list[list[_Chunk]], counts: list[int], options: EncodeOptions):
         device = self.model.device
         chunk_count = max(len(chunks) for chunks in chunked)
         empty = _empty_chunk(encoder.tokenizer)
@@ -253,7 +248,7 @@ class PromptEncoder:
         return {"TI hashes": ", ".join(f"{name}: {e.short_hash}" for name, e in self.used_embeddings.items())}
 
     def zeros_like_empty(self, options: EncodeOptions = EncodeOptions()) -> Conditioning:
-        """SDXL's conditioning for an empty negative prompt: all zeros, as A1111 does."""
+        """The conditioning for an empty negative prompt on families that use zeros (SDXL, as A1111 does)."""
         empty = self.encode_group([""], options)[0]
         pooled = torch.zeros_like(empty.pooled) if empty.pooled is not None else None
         return Conditioning(torch.zeros_like(empty.crossattn), pooled)

@@ -1,4 +1,4 @@
-"""The denoiser the samplers call: UNet as a k-diffusion denoiser, plus A1111's CFG.
+"""The denoiser the samplers call: the model as a k-diffusion denoiser, plus A1111's CFG.
 
 Samplers call `CFGDenoiser(x, sigma)` and get the guided x0 estimate back. Each call
 looks the conditioning for the current call number up in the prompt schedules (a swap
@@ -49,37 +49,19 @@ class JobControl:
 
 
 class ModelDenoiser:
-    """The UNet seen from k-diffusion: (x, sigma) -> denoised, for eps or v models.
+    """The model seen from k-diffusion: (x, sigma) -> denoised, whatever its family predicts.
 
-    `schedule` maps sigmas to the UNet's timesteps (samplers.DiscreteSchedule, on the
-    model's device). With an LCMSchedule the result is put through LCM's consistency
-    boundary, as A1111's LCM denoiser does.
+    `schedule` is the noise table of this pass (on the model's device); `extra` the family's per-pass
+    inputs besides text (SDXL's size ids, Flux's guidance value), from `family.extra_conditioning`.
     """
 
-    def __init__(self, model: SDModel, schedule):
+    def __init__(self, model: SDModel, schedule, extra: dict | None = None):
         self.model = model
-        self.sigma_to_t = schedule.sigma_to_t
-        self.boundary = getattr(schedule, "boundary_scalings", None)
-        self.v_prediction = model.prediction_type == "v_prediction"
+        self.schedule = schedule
+        self.extra = extra or {}
 
-    def __call__(self, x, sigma, crossattn, added_cond=None, image_cond=None) -> torch.Tensor:
-        sigma = sigma.to(x.dtype).view(-1, 1, 1, 1)
-        scale_in = (sigma**2 + 1) ** -0.5
-        unet_in = x * scale_in
-        if image_cond is not None:  # inpainting models take the mask and masked image too
-            unet_in = torch.cat([unet_in, image_cond], dim=1)
-        t = self.sigma_to_t(sigma.flatten())
-        out = self.model.unet(
-            unet_in.to(self.model.dtype), t, encoder_hidden_states=crossattn, added_cond_kwargs=added_cond
-        ).sample.to(x.dtype)
-        if self.v_prediction:
-            denoised = x * (sigma**2 + 1) ** -1 - out * sigma * scale_in
-        else:
-            denoised = x - out * sigma
-        if self.boundary is not None:
-            c_skip, c_out = (c.to(x.dtype).view(-1, 1, 1, 1) for c in self.boundary(sigma.flatten()))
-            denoised = c_out * denoised + c_skip * x
-        return denoised
+    def __call__(self, x, sigma, crossattn, pooled=None, image_cond=None) -> torch.Tensor:
+        return self.model.family.predict(self.model, self.schedule, x, sigma, crossattn, pooled, self.extra, image_cond)
 
 
 def stack_padded(crossattns: list[torch.Tensor]) -> torch.Tensor:
@@ -100,7 +82,6 @@ class CFGDenoiser:
         unconds: list[PromptConditioning],
         cfg_scale: float,
         *,
-        time_ids: torch.Tensor | None = None,
         image_cond: torch.Tensor | None = None,
         control: JobControl | None = None,
         init_latent: torch.Tensor | None = None,
@@ -112,7 +93,6 @@ class CFGDenoiser:
         self.conds = conds
         self.unconds = unconds
         self.cfg_scale = cfg_scale
-        self.time_ids = time_ids  # SDXL: [6] size and crop conditioning
         self.image_cond = image_cond  # [B, 5, h, w] for inpainting models
         self.control = control or JobControl()
         # Inpainting: the estimate keeps init_latent where latent_mask is 0 (A1111 blends
@@ -204,8 +184,5 @@ class CFGDenoiser:
         rows = self._device_tensor(tuple(images), x)
         x, sigma = x.index_select(0, rows), sigma.index_select(0, rows)
         crossattn, pooled = self._stack(conds)
-        added = None
-        if pooled is not None:
-            added = {"text_embeds": pooled, "time_ids": self.time_ids.to(x.device).expand(len(conds), -1)}
         image_cond = image_cond.index_select(0, rows) if image_cond is not None else None
-        return self.denoiser(x, sigma, crossattn, added, image_cond)
+        return self.denoiser(x, sigma, crossattn, pooled, image_cond)

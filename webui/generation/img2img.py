@@ -31,7 +31,9 @@ from .processing import (
 )
 from .prompt_conditioning import encode_batch
 from .rng import ImageRNG
-from .sampling import SamplerExtras, choose_sampler, img2img_steps, plan_sampling, run_pass, sdxl_time_ids
+from .sampling import (
+    SamplerExtras, check_size, choose_sampler, img2img_steps, pass_conditioning, plan_sampling, run_pass,
+)
 from .tiling import tiling
 
 RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill", "Just resize (latent upscale)")
@@ -179,7 +181,8 @@ def img2img(model: SDModel, p: Img2ImgParams, control: JobControl | None = None,
     # The prompt schedule is read on the full `steps` timeline, from its start, as A1111 does.
     schedule_steps = p.steps * choice.schedule_steps_factor
     total_steps, t_enc = img2img_steps(p.steps, p.denoising_strength, p.img2img_fix_steps)
-    plan = plan_sampling(model, choice, max(total_steps, 1))
+    check_size(model, p.width, p.height)
+    plan = plan_sampling(model, choice, max(total_steps, 1), p.width, p.height)
     # The last t_enc + 2 sigmas: t_enc + 1 steps from part-way down the schedule.
     sigmas = plan.sigmas[max(len(plan.sigmas) - (t_enc + 2), 0):]
     outdir = p.outdir or date_subfolder(outputs_root, "img2img-images")
@@ -253,8 +256,8 @@ def _sample_img2img(model, p: Img2ImgParams, plan, sigmas, inits: list[InitImage
                    eta_noise_seed_delta=settings.eta_noise_seed_delta if plan.sampler.uses_ensd else 0)
     noise = rng.first() * p.initial_noise_multiplier
     # In sigma space the start is init + noise * sigma for every sampler kind (for DDIM & co
-    # this is A1111's sqrt(a) * init + sqrt(1 - a) * noise, divided by sqrt(a)).
-    x = init_latent + noise.to(init_latent.dtype) * sigmas[0]
+    # this is A1111's sqrt(a) * init + sqrt(1 - a) * noise, divided by sqrt(a)); flow models mix instead.
+    x = model.family.noised(init_latent, noise.to(init_latent.dtype), sigmas[0])
     hooks.before_sampling(batch, x, noise, conds, unconds)
     image_cond = None
     if model.is_inpainting:
@@ -262,7 +265,7 @@ def _sample_img2img(model, p: Img2ImgParams, plan, sigmas, inits: list[InitImage
     extras = SamplerExtras(p.eta, p.s_churn, p.s_tmin, p.s_tmax, p.s_noise)
     return run_pass(model, plan, sigmas, x, conds, unconds, cfg_scale=p.cfg_scale, rng=rng, seeds=seeds,
                     settings=settings, extras=extras, control=control, image_cond=image_cond,
-                    time_ids=sdxl_time_ids(model, p.width, p.height),
+                    extra=pass_conditioning(model, p.width, p.height, p.distilled_cfg_scale),
                     init_latent=init_latent if latent_mask is not None else None, latent_mask=latent_mask,
                     hooks=hooks)
 

@@ -29,6 +29,7 @@ INFOTEXT_FIELD_ORDER = (
     "Sampler",
     "Schedule type",
     "CFG scale",
+    "Distilled CFG Scale",
     "Image CFG scale",
     "Seed",
     "Face restoration",

@@ -27,7 +27,7 @@ from .prompt_conditioning import encode_batch, encode_prompts
 from .rng import ImageRNG, fix_seed, job_seeds
 from .samplers import initial_noise_scale
 from .sampling import (
-    SamplerChoice, SamplerExtras, choose_sampler, img2img_steps, plan_sampling, run_pass, sdxl_time_ids,
+    SamplerChoice, SamplerExtras, check_size, choose_sampler, img2img_steps, pass_conditioning, plan_sampling, run_pass,
 )
 from .tiling import tiling
 from .upscalers import LATENT_UPSCALE_MODES, find_upscaler, upscale_latents
@@ -139,7 +139,8 @@ def txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None = None,
     settings = p.settings
     options = EncodeOptions(settings.emphasis, settings.clip_skip, settings.comma_padding_backtrack, settings.sdxl_clip_l_skip)
     schedule_steps = p.steps * choice.schedule_steps_factor
-    plan = plan_sampling(model, choice, p.steps)
+    check_size(model, p.width, p.height)
+    plan = plan_sampling(model, choice, p.steps, p.width, p.height)
     hires = _plan_hires(p, choice) if p.enable_hr else None
     outdir = p.outdir or date_subfolder(outputs_root, "txt2img-images")
     if p.save_images:  # before any compute: a folder that cannot take the images would lose them
@@ -203,7 +204,7 @@ def _sample_txt2img(model, p: Txt2ImgParams, plan, conds, unconds, batch: Batch,
     extras = SamplerExtras(p.eta, p.s_churn, p.s_tmin, p.s_tmax, p.s_noise)
     return run_pass(model, plan, plan.sigmas, x, conds, unconds, cfg_scale=p.cfg_scale, rng=rng, seeds=batch.seeds,
                     settings=settings, extras=extras, control=control, image_cond=image_cond,
-                    time_ids=sdxl_time_ids(model, p.width, p.height), hooks=hooks)
+                    extra=pass_conditioning(model, p.width, p.height, p.distilled_cfg_scale), hooks=hooks)
 
 
 @dataclass(frozen=True)
@@ -269,21 +270,21 @@ def _hires_pass(model: SDModel, p: Txt2ImgParams, hires: _HiresPlan, latents: to
     except Interrupted:  # stopped while encoding the hires prompts: the image as far as it got
         return latents
     schedule_steps, t_enc = img2img_steps(hires.steps, p.denoising_strength, exact_steps=True)
-    plan = plan_sampling(model, hires.choice, schedule_steps)
+    plan = plan_sampling(model, hires.choice, schedule_steps, latents.shape[3] * factor, latents.shape[2] * factor)
     sigmas = plan.sigmas[schedule_steps - t_enc - 1 :]
     settings = p.settings
     rng = ImageRNG(tuple(latents.shape[1:]), batch.seeds, batch.subseeds, p.subseed_strength, p.seed_resize_from_h,
                    p.seed_resize_from_w, source=settings.randn_source, device=model.device,
                    eta_noise_seed_delta=settings.eta_noise_seed_delta if plan.sampler.uses_ensd else 0)
     noise = rng.first()
-    x = latents + noise * sigmas[0]
+    x = model.family.noised(latents, noise, sigmas[0])
     hooks.before_sampling(batch, x, noise, conds, unconds)
     height, width = latents.shape[2] * factor, latents.shape[3] * factor
     image_cond = _inpaint_model_cond(model, x, width, height) if model.is_inpainting else None
     extras = SamplerExtras(p.eta, p.s_churn, p.s_tmin, p.s_tmax, p.s_noise)
     return run_pass(model, plan, sigmas, x, conds, unconds, cfg_scale=p.cfg_scale, rng=rng,
                     seeds=batch.seeds, settings=settings, extras=extras, control=control, image_cond=image_cond,
-                    time_ids=sdxl_time_ids(model, width, height), hooks=hooks)
+                    extra=pass_conditioning(model, width, height, p.distilled_cfg_scale), hooks=hooks)
 
 
 def _pixels(image: Image.Image) -> torch.Tensor:
@@ -335,6 +336,9 @@ def infotext_params(model: SDModel, p: Txt2ImgParams, choice: SamplerChoice, see
     }
     if p.enable_hr:
         params.update(hires_infotext_params(p, choice, texts))
+        # "Distilled CFG Scale", "Shift": what the model's family adds
+        **model.family.infotext_params(model, model.family.noise_schedule(model, p.width, p.height),
+                                       p.distilled_cfg_scale),
     params["Version"] = VERSION
     return params
 

@@ -56,7 +56,7 @@ def encode_prompts(
     prompts, and equal AND parts across prompts, are encoded once.
     """
     parts_cache: dict[tuple[str, ...], dict[str, Conditioning]] = {}
-    zero_empty = negative and encoder.model.family.name == "sdxl"
+    zero_empty = negative and encoder.model.family.zero_empty_negative
     results: dict[str, PromptConditioning] = {}
     for prompt in prompts:
         if prompt in results:
@@ -67,7 +67,6 @@ def encode_prompts(
             texts = tuple(entry.text for entry in part.schedule)
             if texts not in parts_cache:
                 if zero_empty and texts == ("",):
-                    # A1111 (like diffusers) conditions SDXL on zeros for an empty negative prompt.
                     parts_cache[texts] = {"": encoder.zeros_like_empty(options)}
                 else:
                     counts = Counter(texts)

@@ -55,17 +55,25 @@ class SamplingPlan:
     choice: SamplerChoice
     steps: int
     sigmas: torch.Tensor  # on the model's device
-    schedule: DiscreteSchedule  # sigma -> UNet timestep, on the model's device
+    schedule: DiscreteSchedule  # the model's noise table for this pass (FlowSchedule on flow models), on its device
 
     @property
     def sampler(self) -> Sampler:
         return self.choice.sampler
 
 
-def plan_sampling(model: SDModel, choice: SamplerChoice, steps: int) -> SamplingPlan:
-    discrete = DiscreteSchedule(model.alphas_cumprod)
+def plan_sampling(model: SDModel, choice: SamplerChoice, steps: int, width: int = 0, height: int = 0) -> SamplingPlan:
+    """The pass's sigmas on the model's noise table; `width`/`height` (pixels) matter where the family's
+    schedule depends on the image size (Flux's shift)."""
+    family = model.family
+    if not family.offers(choice.sampler.name):
+        raise ParamsError(f"the {choice.sampler.name} sampler does not work with {family.label} models; "
+                          f"use one of: {', '.join(family.samplers)}")
+    if family.flow and choice.scheduler_label == "Align Your Steps":
+        raise ParamsError(f"the Align Your Steps schedule is made for SD 1.x and SDXL, not {family.label}")
+    discrete = family.noise_schedule(model, width or model.default_size, height or model.default_size)
     sigmas = build_sigmas(choice.sampler, choice.scheduler_label, steps, discrete, device=model.device,
-                          is_sdxl=model.family.name == "sdxl")
+                          is_sdxl=family.ays_sdxl)
     if choice.sampler.kind == "lcm":
         discrete = LCMSchedule(model.alphas_cumprod)
     # Tables on the device, so that sigma -> timestep never syncs inside the loop.
@@ -85,11 +93,18 @@ def img2img_steps(steps: int, denoising_strength: float, exact_steps: bool) -> t
     return steps, int(strength * steps)
 
 
-def sdxl_time_ids(model: SDModel, width: int, height: int) -> torch.Tensor | None:
-    """SDXL's size conditioning: original size, crop corner (0, 0), target size."""
-    if model.family.name != "sdxl":
-        return None
-    return torch.tensor([height, width, 0, 0, height, width], dtype=model.dtype, device=model.device)
+
+
+def pass_conditioning(model: SDModel, width: int, height: int, distilled_cfg_scale: float | None) -> dict:
+    """The family's per-pass inputs besides text (SDXL's size ids, Flux's guidance value)."""
+    return model.family.extra_conditioning(model, width, height, distilled_cfg_scale)
+
+
+def check_size(model: SDModel, width: int, height: int) -> None:
+    multiple = model.family.size_multiple
+    if width % multiple or height % multiple:
+        raise ParamsError(f"{model.family.label} models need a width and height that are multiples of {multiple}; "
+                          f"{width}x{height} is not")
 
 
 @dataclass
@@ -117,7 +132,7 @@ def run_pass(
     settings: GenerationSettings,
     extras: SamplerExtras,
     control: JobControl,
-    time_ids: torch.Tensor | None = None,
+    extra: dict | None = None,
     image_cond: torch.Tensor | None = None,
     init_latent: torch.Tensor | None = None,
     latent_mask: torch.Tensor | None = None,
@@ -127,11 +142,12 @@ def run_pass(
     step, it returns that step's denoised estimate (`control.interrupted` stays set); before one, it raises.
 
     With `latent_mask` (1 where the image is repainted) the kept area is blended back to
-    `init_latent` after every step and at the end, as A1111's inpainting does.
+    `init_latent` after every step and at the end, as A1111's inpainting does. `extra`: the family's
+    per-pass conditioning (`family.extra_conditioning`).
     """
     sampler = plan.sampler
-    denoiser = CFGDenoiser(ModelDenoiser(model, plan.schedule), conds, unconds, cfg_scale * sampler.cfg_scale_multiplier,
-                           time_ids=time_ids, image_cond=image_cond, control=control,
+    denoiser = CFGDenoiser(ModelDenoiser(model, plan.schedule, extra), conds, unconds,
+                           cfg_scale * sampler.cfg_scale_multiplier, image_cond=image_cond, control=control,
                            init_latent=init_latent, latent_mask=latent_mask, hooks=hooks,
                            total_steps=len(sigmas) - 1)
     kwargs = _sampler_kwargs(sampler, settings, extras, rng, x, sigmas, seeds, plan.schedule)
@@ -149,7 +165,7 @@ def run_pass(
 
     with torch.inference_mode():
         try:
-            latents = sampler.function(denoiser, x, sigmas, callback=on_step, **kwargs)
+            latents = sampler.function_for(plan.schedule)(denoiser, x, sigmas, callback=on_step, **kwargs)
         except Interrupted:
             if not finished:
                 raise

@@ -17,7 +17,7 @@ from typing import Callable, Mapping
 
 import torch
 
-from webui.models.model import SD1, SD2, SDXL, ModelFamily
+from webui.families import SD1, SD2, SDXL, ModelFamily, UnsupportedCheckpoint, family_for_weights
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -31,10 +31,6 @@ REFINER_OPEN_CLIP = "conditioner.embedders.0.model."  # the SDXL refiner has onl
 
 # A key some SDXL v-prediction fine-tunes carry (with "ztsnr"); A1111 reads it the same way.
 V_PRED_MARKER = "v_pred"
-
-
-class UnsupportedCheckpoint(ValueError):
-    """The weights are readable but are not an SD 1.x / 2.x / XL model we can load."""
 
 
 @dataclass(frozen=True)
@@ -163,7 +159,10 @@ def detect_diffusers_folder(folder: Path) -> Detection:
     index = read("model_index.json")
     pipeline = str(index.get("_class_name", ""))
     if not pipeline.startswith("StableDiffusion"):
-        raise UnsupportedCheckpoint(f"{pipeline or 'this pipeline'} is not an SD 1.x / 2.x / XL pipeline")
+        from webui.families import FAMILIES
+
+        known = ", ".join(family.label for family in FAMILIES.values())
+        raise UnsupportedCheckpoint(f"{pipeline or 'this pipeline'} is not a pipeline this WebUI loads ({known})")
     if "XL" in pipeline and index.get("text_encoder", [None])[0] is None:
         raise UnsupportedCheckpoint("the SDXL refiner is not supported; use an SDXL base model")
     unet, scheduler, text = read("unet/config.json"), read("scheduler/scheduler_config.json"), read("text_encoder/config.json")

@@ -25,10 +25,6 @@ from pathlib import Path
 import torch
 
 from webui.models.detection import (
-    CLIP_L,
-    OPEN_CLIP,
-    SDXL_CLIP_L,
-    SDXL_OPEN_CLIP,
     Detection,
     UnsupportedCheckpoint,
     detect,
@@ -37,7 +33,8 @@ from webui.models.detection import (
     settle_prediction_type,
 )
 from webui.models.discovery import CheckpointInfo, FILE_KINDS, checkpoint_kind, with_hash
-from webui.models.model import SD1, SD2, SDXL, ModelFamily, SDModel, scaled_linear_alphas_cumprod
+from webui.families import ModelFamily, family_for_folder, scaled_linear_alphas_cumprod
+from webui.models.model import SDModel
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +188,7 @@ def _text_encoder(cls, config_dir: Path, subfolder: str, convert, dtype: torch.d
 
 
 def _text_encoders(state_dict: dict, family: ModelFamily, config_dir: Path, dtype: torch.dtype) -> list:
+    """The CLIP encoders of an LDM-layout single file, in the family's order."""
     from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint, convert_open_clip_checkpoint
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
@@ -200,25 +198,10 @@ def _text_encoders(state_dict: dict, family: ModelFamily, config_dir: Path, dtyp
     def open_clip(prefix: str):
         return lambda model: convert_open_clip_checkpoint(model, state_dict, prefix=prefix)
 
-    if family is SD1:
-        return [_text_encoder(CLIPTextModel, config_dir, "text_encoder", clip_l(CLIP_L), dtype)]
-    if family is SD2:
-        return [_text_encoder(CLIPTextModel, config_dir, "text_encoder", open_clip(OPEN_CLIP), dtype)]
-    return [
-        _text_encoder(CLIPTextModel, config_dir, "text_encoder", clip_l(SDXL_CLIP_L), dtype),
-        _text_encoder(CLIPTextModelWithProjection, config_dir, "text_encoder_2", open_clip(SDXL_OPEN_CLIP), dtype),
-    ]
-
-
-def _tokenizers(family: ModelFamily) -> list:
-    from transformers import CLIPTokenizer
-
-    clip = CLIPTokenizer.from_pretrained(TOKENIZER_DIR, local_files_only=True)
-    if family is SD1:
-        return [clip]
-    # OpenCLIP (SD 2.x, SDXL's second encoder) pads with "!" (id 0) instead of the end token.
-    bang = CLIPTokenizer.from_pretrained(TOKENIZER_DIR, local_files_only=True, pad_token="!")
-    return [bang] if family is SD2 else [clip, bang]
+    readers = {"clip": clip_l, "open_clip": open_clip}  # the layouts a family's `ldm_text_layout` names
+    classes = {"CLIPTextModel": CLIPTextModel, "CLIPTextModelWithProjection": CLIPTextModelWithProjection}
+    return [_text_encoder(classes[cls], config_dir, subfolder, readers[layout](prefix), dtype)
+            for cls, subfolder, layout, prefix in family.ldm_text_layout]
 
 
 def _read_json(path: Path) -> dict:
@@ -333,7 +316,7 @@ def _load_single_file(info: CheckpointInfo, device, dtype, vae_dtype, config_dir
         ) from error
     del state_dict  # the parts own their tensors now; let the file's copy go
     _to_device([unet, vae, *text_encoders], device)
-    tokenizers = _tokenizers(detection.family)
+    tokenizers = detection.family.tokenizers(None)
     if detection.needs_probe:
         detection = _settle_by_probe(detection, unet, text_encoders[0], tokenizers[0])
     final_dir = config_dir or detection.config_dir
@@ -354,11 +337,31 @@ def _weights_variant(folder: Path) -> str | None:
     return "fp16" if has_fp16 and not has_plain else None
 
 
+def _folder_family(folder: Path) -> ModelFamily | None:
+    """The registered family that claims a diffusers folder, from its model_index.json (and, to tell SD 1.x
+    from 2.x, its first text encoder's config); None when none does or the files are unreadable."""
+    try:
+        index = _read_json(folder / "model_index.json")
+    except (OSError, ValueError):
+        return None
+    try:
+        text_config = _read_json(folder / "text_encoder" / "config.json")
+    except (OSError, ValueError):
+        text_config = None
+    return family_for_folder(index, text_config) if isinstance(index, dict) else None
+
+
 def _load_diffusers_folder(info: CheckpointInfo, device, dtype, vae_dtype, cache_path) -> SDModel:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     folder = info.path
+    family = _folder_family(folder)
+    if family is not None and family.flow:  # the transformer families load their own parts
+        parts = family.load_folder(folder, device, dtype, vae_dtype)
+        _to_device([parts["unet"], parts["vae"], *parts["text_encoders"]], device)
+        return SDModel(**parts, name=info.stem, path=folder, sha256=with_hash(info, cache_path).sha256,
+                       device=device, dtype=dtype, metadata=read_metadata(folder))
     detection = detect_diffusers_folder(folder)
 
     def part(cls, subfolder: str, part_dtype: torch.dtype = dtype):
@@ -368,13 +371,12 @@ def _load_diffusers_folder(info: CheckpointInfo, device, dtype, vae_dtype, cache
         return cls.from_pretrained(folder / subfolder, local_files_only=True, dtype=part_dtype, variant=variant)
 
     unet, vae = part(UNet2DConditionModel, "unet"), part(AutoencoderKL, "vae", vae_dtype)
-    text_encoders = [part(CLIPTextModel, "text_encoder")]
-    if detection.family is SDXL:
-        text_encoders.append(part(CLIPTextModelWithProjection, "text_encoder_2"))
+    classes = {"CLIPTextModel": CLIPTextModel, "CLIPTextModelWithProjection": CLIPTextModelWithProjection}
+    text_encoders = [part(classes[cls], subfolder) for cls, subfolder, _, _ in detection.family.ldm_text_layout]
     _to_device([unet, vae, *text_encoders], device)
     return SDModel(
         family=detection.family, unet=unet, vae=vae, text_encoders=text_encoders,
-        tokenizers=_tokenizers(detection.family), alphas_cumprod=_alphas_cumprod(folder),
+        tokenizers=detection.family.tokenizers(folder), alphas_cumprod=_alphas_cumprod(folder),
         prediction_type=detection.prediction_type, name=info.stem, path=folder, sha256=with_hash(info, cache_path).sha256,
         device=device, dtype=dtype, default_size=_default_size(folder, vae), metadata=read_metadata(folder),
     )

@@ -1,4 +1,4 @@
-"""A loaded Stable Diffusion model: its parts, and the facts that vary by family."""
+"""A loaded model: its parts, and the facts its family (webui/families) needs to run it."""
 
 from __future__ import annotations
 
@@ -9,41 +9,18 @@ from typing import Any
 import torch
 
 
-@dataclass(frozen=True)
-class ModelFamily:
-    name: str  # "sd1", "sd2", "sdxl"
-    label: str  # shown to users
-    default_size: int  # native resolution, pixels per side
-    text_encoders: int  # 1, or 2 for SDXL (CLIP-L and OpenCLIP bigG)
-
-
-SD1 = ModelFamily("sd1", "SD 1.x", 512, 1)
-SD2 = ModelFamily("sd2", "SD 2.x", 512, 1)  # 768 for the v-prediction models
-SDXL = ModelFamily("sdxl", "SDXL", 1024, 2)
-FAMILIES = {family.name: family for family in (SD1, SD2, SDXL)}
-
-
-def scaled_linear_alphas_cumprod(steps: int = 1000, beta_start: float = 0.00085, beta_end: float = 0.012) -> torch.Tensor:
-    """The noise schedule every SD 1.x/2.x/XL checkpoint was trained with.
-
-    Built in float64 and stored as float32, as A1111 (LDM/SGM) holds it; diffusers builds
-    it in float32, which moves the sigmas by a few ulps.
-    """
-    betas = torch.linspace(beta_start**0.5, beta_end**0.5, steps, dtype=torch.float64) ** 2
-    return torch.cumprod(1.0 - betas, dim=0).to(torch.float32)
-
-
 @dataclass
 class SDModel:
     """Everything the generation code needs from a checkpoint, already on its device."""
 
-    family: ModelFamily
-    unet: Any  # diffusers UNet2DConditionModel
+    family: Any  # a webui.families.ModelFamily
+    unet: Any  # the denoising network: a diffusers UNet2DConditionModel, or the family's transformer
     vae: Any  # diffusers AutoencoderKL
-    text_encoders: list  # CLIPTextModel; for SDXL also CLIPTextModelWithProjection
-    tokenizers: list  # one CLIPTokenizer per text encoder
-    alphas_cumprod: torch.Tensor  # float32, on the CPU; 1000 training timesteps
-    prediction_type: str = "epsilon"  # or "v_prediction"
+    text_encoders: list  # CLIPTextModel(s) in the family's order, then T5 or an LLM where the family has one
+    tokenizers: list  # one per text encoder
+    alphas_cumprod: torch.Tensor | None = None  # UNet families: float32, on the CPU; 1000 training timesteps
+    prediction_type: str = "epsilon"  # or "v_prediction"; "flow" for the flow-matching families
+    schedule_config: dict = field(default_factory=dict)  # flow families: the scheduler config (shift, ...)
     name: str = "unnamed"  # the checkpoint's title, as in the infotext "Model:" field
     path: Path | None = None
     sha256: str | None = None  # full hex digest, when known
@@ -65,7 +42,7 @@ class SDModel:
 
     @property
     def is_inpainting(self) -> bool:
-        return self.unet.config.in_channels == 9
+        return getattr(self.unet.config, "in_channels", None) == 9
 
     @property
     def short_hash(self) -> str | None:

@@ -151,10 +151,8 @@ def load_embedding(path: str | os.PathLike, cache_path: str | os.PathLike | None
 
 def encoder_widths(model) -> dict[str, int]:
     """What the model's text encoders need: {"": width} or {"clip_l": 768, "clip_g": 1280}."""
-    widths = [_token_embedding(encoder).weight.shape[1] for encoder in model.text_encoders]
-    if model.family.name == "sdxl":
-        return {"clip_l": widths[0], "clip_g": widths[1]}
-    return {"": widths[0]}
+    return {encoder.embedding_key: _token_embedding(encoder.encoder).weight.shape[1]
+            for encoder in model.family.text_encoders(model)}
 
 
 def _token_embedding(encoder) -> torch.nn.Embedding:

@@ -144,6 +144,10 @@ def size_batch_cfg_controls(controls: Controls, tab: str) -> None:
     size = [controls["width"], controls["height"]]
     swap.click(lambda width, height: (height, width), size, size, show_progress="hidden")
     controls.fields["cfg_scale"] = gr.Slider(1, 30, value=controls.defaults.get("cfg_scale", 7.0), step=0.5, label="CFG Scale", elem_id=f"{tab}_cfg_scale")
+    # Forge's name; only families with distilled guidance (Flux dev) read it.
+    controls.fields["distilled_cfg_scale"] = gr.Slider(0, 30, value=controls.defaults.get("distilled_cfg_scale", 3.5),
+                                                       step=0.1, label="Distilled CFG Scale",
+                                                       elem_id=f"{tab}_distilled_cfg_scale")
 
 
 def seed_controls(controls: Controls, tab: str, last_seeds: gr.State) -> None:
@@ -321,6 +325,7 @@ PASTE_KEYS = {
     "Schedule type": ("scheduler", str),
     "Tiling": ("tiling", lambda value: str(value) == "True"),
     "CFG scale": ("cfg_scale", float),
+    "Distilled CFG Scale": ("distilled_cfg_scale", float),
     "Seed": ("seed", int),
     "Size-1": ("width", int),
     "Size-2": ("height", int),

@@ -24,6 +24,7 @@ from .kdiffusion import (
     sample_dpm_2_ancestral,
     sample_euler,
     sample_euler_ancestral,
+    sample_euler_ancestral_flow,
     sample_heun,
     sample_lcm,
     sample_lms,
@@ -46,6 +47,7 @@ from .registry import (
 )
 from .schedules import (
     DiscreteSchedule,
+    FlowSchedule,
     LCMSchedule,
     a1111_timesteps,
     align_your_steps_sigmas,
@@ -66,6 +68,7 @@ from .schedules import (
 from .timestep import sample_ddim, sample_ddim_cfgpp, sample_plms, sample_unipc
 
 __all__ = [
+    "FlowSchedule",
     "a1111_timesteps",
     "align_your_steps_sigmas",
     "ancestral_step",
@@ -98,6 +101,7 @@ __all__ = [
     "sample_dpmpp_sde",
     "sample_euler",
     "sample_euler_ancestral",
+    "sample_euler_ancestral_flow",
     "sample_heun",
     "sample_lcm",
     "sample_lms",

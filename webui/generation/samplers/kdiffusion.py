@@ -116,6 +116,30 @@ def sample_euler_ancestral(model, x, sigmas, extra_args=None, callback=None, dis
 
 
 @torch.no_grad()
+def sample_euler_ancestral_flow(model, x, sigmas, extra_args=None, callback=None, disable=None, eta=1.0, s_noise=1.0,
+                                noise_sampler=None):
+    """"Euler a" for flow models, where x = (1 - sigma) x0 + sigma noise: Euler down to sigma_down, then the
+    signal is scaled up to the next level's share and fresh noise fills the rest of its variance.
+    sigma_down = sigma_next * (1 + (sigma_next / sigma - 1) * eta): eta 0 is plain Euler."""
+    extra_args = extra_args or {}
+    noise_sampler = gaussian_noise_sampler(x) if noise_sampler is None else noise_sampler
+    s_in = x.new_ones([x.shape[0]])
+    sig = sigmas.tolist()
+    for i in range(len(sig) - 1):
+        denoised = model(x, sigmas[i] * s_in, **extra_args)
+        report_step(callback, x, i, sigmas[i], sigmas[i], denoised)
+        if sig[i + 1] == 0 or not eta:
+            x = x + to_d(x, sigmas[i], denoised) * (sigmas[i + 1] - sigmas[i])
+            continue
+        sigma_down = sig[i + 1] * (1 + (sig[i + 1] / sig[i] - 1) * eta)
+        x = x + to_d(x, sigmas[i], denoised) * (sigma_down - sig[i])
+        signal_scale = (1 - sig[i + 1]) / (1 - sigma_down)
+        renoise = max(sig[i + 1] ** 2 - (signal_scale * sigma_down) ** 2, 0.0) ** 0.5
+        x = x * signal_scale + noise_sampler(sigmas[i], sigmas[i + 1]) * s_noise * renoise
+    return x
+
+
+@torch.no_grad()
 def sample_heun(model, x, sigmas, extra_args=None, callback=None, disable=None, s_churn=0.0, s_tmin=0.0,
                 s_tmax=float("inf"), s_noise=1.0, noise_sampler=None):
     """Heun's second-order method (Karras et al. 2022, Algorithm 2); Euler for the step to 0."""

@@ -34,12 +34,19 @@ class Sampler:
     eta_default: float | None = None  # A1111's default eta where the function takes one
     kind: str = "kdiffusion"
     needs_uncond: bool = False  # the model must expose last_denoised_uncond
+    flow_function: Callable | None = None  # the same sampler for flow models, where its noise differs
     cfg_scale_multiplier: float = 1.0  # A1111 scales the CFG scale by this for the sampler
     note: str = ""
 
     @property
     def label(self) -> str:
         return self.name
+
+    def function_for(self, schedule) -> Callable:
+        """The function to run on this noise schedule (flow models need their own ancestral steps)."""
+        if getattr(schedule, "is_flow", False) and self.flow_function is not None:
+            return self.flow_function
+        return self.function
 
     def accepts(self, parameter: str) -> bool:
         return parameter in inspect.signature(self.function).parameters
@@ -86,7 +93,7 @@ SAMPLERS: tuple[Sampler, ...] = (
     Sampler("DPM++ 3M SDE", ("k_dpmpp_3m_sde",), dpmsolver.sample_dpmpp_3m_sde, "Exponential",
             brownian_noise=True, discard_penultimate_sigma=True, eta_default=1.0),
     Sampler("Euler a", ("k_euler_a", "k_euler_ancestral"), kdiffusion.sample_euler_ancestral, uses_ensd=True,
-            eta_default=1.0),
+            eta_default=1.0, flow_function=kdiffusion.sample_euler_ancestral_flow),
     Sampler("Euler", ("k_euler",), kdiffusion.sample_euler),
     Sampler("LMS", ("k_lms",), kdiffusion.sample_lms,
             note="integration weights by Gauss-Legendre quadrature instead of scipy's quad; both are exact "

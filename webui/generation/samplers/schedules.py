@@ -16,7 +16,7 @@ import math
 import numpy as np
 import torch
 
-from ...models.model import scaled_linear_alphas_cumprod as sd_alphas_cumprod  # noqa: F401 (re-export)
+from ...families.sd import scaled_linear_alphas_cumprod as sd_alphas_cumprod  # noqa: F401 (re-export)
 
 
 def append_zero(sigmas: torch.Tensor) -> torch.Tensor:
@@ -79,6 +79,46 @@ class DiscreteSchedule:
         """n levels evenly spaced in timestep from the last to t=0, then 0 (A1111's "Uniform")."""
         t = torch.linspace(len(self) - 1, 0, n, device=self.sigmas.device)
         return append_zero(self.t_to_sigma(t))
+
+
+def shift_sigmas(t: torch.Tensor, shift: float) -> torch.Tensor:
+    """Flow matching's timestep shift: more of the steps at high noise for shift > 1 (SD3: 3, Flux: e**mu)."""
+    return shift * t / (1 + (shift - 1) * t)
+
+
+class FlowSchedule(DiscreteSchedule):
+    """The noise levels of a flow-matching model (SD3, Flux): x = (1 - sigma) * x0 + sigma * noise.
+
+    The table holds the 1000 shifted levels sigma(t) = shift(t / 1000) for t = 1..1000, so the schedule
+    types that read a model's table (Uniform, Simple, Normal, SGM Uniform, DDIM) pick from it as they
+    do for a discrete model; Uniform is the models' own schedule (diffusers' FlowMatchEuler). The network's
+    timestep is sigma itself (times 1000 for SD3), which the family computes, not `sigma_to_t`.
+    """
+
+    is_flow = True
+
+    def __init__(self, shift: float = 1.0, steps: int = 1000):
+        self.shift = float(shift)
+        self.steps = steps
+        t = torch.arange(1, steps + 1, dtype=torch.float64) / steps
+        sigmas = shift_sigmas(t, self.shift)
+        self.sigmas = sigmas.to(torch.float32)  # ascending in t
+        self.log_sigmas = self.sigmas.log()
+        # The variance-preserving equivalent, for code that reads a table of alphas (nothing offered on flow).
+        self.alphas_cumprod = ((1 - sigmas) ** 2 / ((1 - sigmas) ** 2 + sigmas**2)).to(torch.float32)
+        self.sigma_min = float(self.sigmas[0])
+        self.sigma_max = float(self.sigmas[-1])
+
+    def sigma_to_t(self, sigma, quantize: bool = False) -> torch.Tensor:
+        """Table index of each sigma: the inverse shift, exact (index t holds timestep t + 1)."""
+        sigma = torch.as_tensor(sigma, dtype=torch.float64, device=self.sigmas.device).clamp(1e-9, 1)
+        t = sigma / (self.shift - (self.shift - 1) * sigma) * self.steps - 1
+        t = t.round() if quantize else t
+        return t.to(torch.float32)
+
+    def t_to_sigma(self, t) -> torch.Tensor:
+        t = torch.as_tensor(t, device=self.sigmas.device).to(torch.float64).clamp(0, self.steps - 1)
+        return shift_sigmas((t + 1) / self.steps, self.shift).to(torch.float32)
 
 
 class LCMSchedule(DiscreteSchedule):

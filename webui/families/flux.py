@@ -1,0 +1,90 @@
+"""Flux.1 (dev, schnell): a transformer over packed 2x2 latent patches, CLIP-L (pooled only) + T5-XXL,
+flow matching with a resolution-dependent shift; dev takes a distilled guidance value instead of CFG."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import Defaults
+from .flow import FlowFamily
+
+
+def pack(latents: torch.Tensor) -> torch.Tensor:
+    """[B, C, h, w] -> [B, (h/2)(w/2), 4C]: each 2x2 patch becomes one token."""
+    b, c, h, w = latents.shape
+    patches = latents.view(b, c, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5)
+    return patches.reshape(b, (h // 2) * (w // 2), c * 4)
+
+
+def unpack(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    b, _, features = tokens.shape
+    c = features // 4
+    patches = tokens.view(b, h // 2, w // 2, c, 2, 2).permute(0, 3, 1, 4, 2, 5)
+    return patches.reshape(b, c, h, w)
+
+
+def image_ids(h: int, w: int, device, dtype) -> torch.Tensor:
+    """Each patch token's position (0, row, column) for the transformer's rotary embedding."""
+    ids = torch.zeros(h // 2, w // 2, 3)
+    ids[..., 1] = torch.arange(h // 2)[:, None]
+    ids[..., 2] = torch.arange(w // 2)[None, :]
+    return ids.reshape(-1, 3).to(device, dtype)
+
+
+class FluxFamily(FlowFamily):
+    name, label = "flux", "Flux.1"
+    pipelines = ("FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline")
+    text_parts = (("text_encoder", "tokenizer", "CLIP-L"), ("text_encoder_2", "tokenizer_2", "T5-XXL"))
+    distilled_guidance = True
+    defaults = Defaults(steps=20, cfg_scale=1.0, sampler_name="Euler", distilled_cfg_scale=3.5)
+    t5_tokens = 512  # dev; schnell was trained with 256
+
+    def claims_weights(self, keys) -> bool:
+        return any("double_blocks." in k for k in keys) and any("single_blocks." in k for k in keys) \
+            and any(k.endswith("img_in.weight") for k in keys)
+
+    def takes_guidance(self, model) -> bool:
+        return bool(getattr(model.unet.config, "guidance_embeds", False))
+
+    def text_encoders(self, model):
+        from webui.generation.conditioning import ClipTextEncoder
+
+        # Only CLIP's pooled output (the end token's final state) conditions Flux.
+        return [ClipTextEncoder(model.text_encoders[0], model.tokenizers[0], lambda o: (1, True), "clip_l",
+                                pooled_output="pooler_output")]
+
+    def long_text_encoder(self, model):
+        from webui.generation.conditioning_t5 import T5TextEncoder
+
+        return T5TextEncoder(model.text_encoders[1], model.tokenizers[1], self.t5_tokens if self.takes_guidance(model) else 256)
+
+    def combine(self, model, clip_outputs, long_hidden):
+        return long_hidden, clip_outputs[0][1]
+
+    def extra_conditioning(self, model, width, height, distilled_cfg_scale):
+        if not self.takes_guidance(model):
+            return {}
+        scale = self.defaults.distilled_cfg_scale if distilled_cfg_scale is None else distilled_cfg_scale
+        return {"guidance": torch.tensor([scale], dtype=torch.float32, device=model.device)}
+
+    def predict(self, model, schedule, x, sigma, crossattn, pooled, extra, image_cond):
+        b, _, h, w = x.shape
+        dtype = model.dtype
+        guidance = extra.get("guidance")
+        out = model.unet(
+            hidden_states=pack(x).to(dtype), timestep=sigma.to(dtype), pooled_projections=pooled,
+            encoder_hidden_states=crossattn, img_ids=image_ids(h, w, x.device, dtype),
+            txt_ids=torch.zeros(crossattn.shape[1], 3, device=x.device, dtype=dtype),
+            guidance=guidance.expand(b).to(dtype) if guidance is not None else None,
+        ).sample
+        return self.velocity_to_denoised(x, sigma, unpack(out, h, w))
+
+    def infotext_params(self, model, schedule, distilled_cfg_scale):
+        params = super().infotext_params(model, schedule, distilled_cfg_scale)
+        if self.takes_guidance(model):
+            params["Distilled CFG Scale"] = self.defaults.distilled_cfg_scale if distilled_cfg_scale is None \
+                else distilled_cfg_scale
+        return params
+
+
+FLUX = FluxFamily()
