@@ -41,6 +41,10 @@ def create_app(state: SharedState) -> FastAPI:
     from .api import register_api, register_internal
 
     flags = state.flags
+    from .postprocessing.model_upscalers import refresh_model_upscalers
+
+    # Upscaler files in A1111's folders become upscalers for the hires fix, the Extras tab and the API.
+    refresh_model_upscalers(flags.models_dir, getattr(state.models.slot, "device", "cpu"))
     app = FastAPI(title="Stable Diffusion WebUI", docs_url="/docs", redoc_url="/redoc")
     if flags.cors_allow_origins or flags.cors_allow_origins_regex:
         app.add_middleware(

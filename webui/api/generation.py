@@ -62,6 +62,8 @@ def build_params(state: SharedState, req: Txt2ImgRequest, kind: str, checkpoint:
             values[name] = value
     if req.denoising_strength is not None:
         values["denoising_strength"] = req.denoising_strength
+    if req.restore_faces:
+        values["face_restoration"] = face_restoration_for(state)
     if req.styles:
         try:
             values["prompt"], values["negative_prompt"] = apply_styles(state, req.styles, req.prompt, req.negative_prompt)
@@ -82,6 +84,23 @@ def build_params(state: SharedState, req: Txt2ImgRequest, kind: str, checkpoint:
     except ParamsError as error:
         raise HTTPException(400, str(error)) from None
     return p
+
+
+def face_restoration_for(state: SharedState):
+    """restore_faces: the restorer of the face_restoration_model setting (else the first with a model file),
+    checked now so that a missing model file or face detector is a 400 naming its folder, not a failed job."""
+    from ..postprocessing.face_restoration import (
+        FaceRestoration, FaceRestorationUnavailable, choose_restorer, default_detector,
+    )
+
+    models_dir = state.flags.models_dir
+    try:
+        name = choose_restorer(models_dir, state.options.get("face_restoration_model", "") or "")
+        default_detector(models_dir)
+    except FaceRestorationUnavailable as error:
+        raise HTTPException(400, f"restore_faces: {error}") from None
+    weight = state.options.get("code_former_weight", 0.5)
+    return FaceRestoration(name, models_dir, weight, str(getattr(state.models.slot, "device", "cpu")))
 
 
 def checked_override_settings(state: SharedState, req: Txt2ImgRequest) -> dict:
@@ -223,7 +242,8 @@ def info(state: SharedState, job: Job) -> dict:
         "subseed": first(result.subseeds, p.subseed), "all_subseeds": result.subseeds,
         "subseed_strength": p.subseed_strength, "width": width, "height": height,
         "sampler_name": p.sampler_name, "scheduler": p.scheduler, "cfg_scale": p.cfg_scale, "steps": p.steps,
-        "batch_size": p.batch_size, "restore_faces": False, "face_restoration_model": None,
+        "batch_size": p.batch_size, "restore_faces": p.face_restoration is not None,
+        "face_restoration_model": p.face_restoration.name if p.face_restoration is not None else None,
         "sd_model_name": model.name if model is not None else None,
         "sd_model_hash": model.short_hash if model is not None else None,
         "sd_vae_name": model.vae_name if model is not None else None,

@@ -114,8 +114,13 @@ def hypernetworks(state: SharedState) -> list[dict]:
 
 def upscalers() -> list[dict]:
     # Pixel upscalers only, as A1111 lists them; the latent modes have their own endpoint.
-    return [{"name": name, "model_name": None, "model_path": None, "model_url": None, "scale": None}
-            for name in upscaler_names() if name not in LATENT_UPSCALE_MODES]
+    from ..postprocessing.model_upscalers import model_upscaler_file
+
+    def entry(name: str) -> dict:
+        file = model_upscaler_file(name)  # a model file (postprocessing/model_upscalers.py) or a built-in
+        return {"name": name, "model_name": file.path.stem if file else None,
+                "model_path": str(file.path) if file else None, "model_url": None, "scale": file.scale if file else None}
+    return [entry(name) for name in upscaler_names() if name not in LATENT_UPSCALE_MODES]
 
 
 def latent_upscale_modes() -> list[dict]:

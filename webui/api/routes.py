@@ -24,6 +24,7 @@ from ..state import SharedState
 from . import info
 from .common import BasicAuth, caller, decode_image
 from .errors import hide_paths
+from .extras import register_extras
 from .generation import run_generation
 from .interrogate import register_interrogate
 from .models import (
@@ -169,6 +170,7 @@ def register_api(app: FastAPI, state: SharedState, internal: bool = True) -> Non
     api.add_api_route("/scripts", lambda: info.scripts_list(state), methods=["GET"])
     api.add_api_route("/script-info", lambda: info.script_info(state), methods=["GET"])
     api.add_api_route("/extensions", lambda: extension_entries(state), methods=["GET"])  # extensions/manager.py
+    register_extras(api, state)  # extra-single-image, extra-batch-images, realesrgan-models, face-restorers
     register_interrogate(api, state)  # POST /interrogate (webui/interrogate)
     app.include_router(api)
 

@@ -213,6 +213,8 @@ def img2img(model: SDModel, p: Img2ImgParams, control: JobControl | None = None,
         result.warn(active.warnings)
         extra_params = {**active.infotext, **encoder.infotext_params()}  # "Lora hashes", "TI hashes"
         for i, image in enumerate(images):
+            if p.face_restoration is not None:  # restore_faces, as A1111: after decoding, before the scripts
+                image = p.face_restoration(image)
             image = hooks.postprocess_image(batch, i, image)
             init = inits[min(i, len(inits) - 1)]
             if init.overlay is not None:

@@ -121,6 +121,8 @@ class Txt2ImgParams:
     hr_prompt: str = ""  # "": the first pass's
     hr_negative_prompt: str = ""
     tiling: bool = False  # seamless textures: circular padding in the UNet and VAE (generation/tiling.py)
+    # restore_faces: a FaceRestoration (postprocessing/face_restoration.py) run on each image before scripts see it
+    face_restoration: object = None
     save_images: bool = True
     outdir: Path | None = None  # default: outputs/txt2img-images/<date>
     settings: GenerationSettings = field(default_factory=GenerationSettings)

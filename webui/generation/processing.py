@@ -172,6 +172,8 @@ def txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None = None,
         result.warn(active.warnings)
         extra_params = {**active.infotext, **encoder.infotext_params()}  # "Lora hashes", "TI hashes"
         for i, image in enumerate(images):
+            if p.face_restoration is not None:  # restore_faces, as A1111: after decoding, before the scripts
+                image = p.face_restoration(image)
             image = hooks.after_composite(batch, i, hooks.postprocess_image(batch, i, image))
             seed, subseed = entry(batch.seeds, i), entry(batch.subseeds, i)
             texts = image_texts(batch, i)
@@ -314,6 +316,7 @@ def infotext_params(model: SDModel, p: Txt2ImgParams, choice: SamplerChoice, see
         "Schedule type": choice.scheduler_label,
         "CFG scale": _plain_number(p.cfg_scale),
         "Seed": seed,
+        "Face restoration": p.face_restoration.name if p.face_restoration is not None else None,
         "Size": f"{p.width}x{p.height}",
         "Model hash": model.short_hash,
         "Model": model.name,

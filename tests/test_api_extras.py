@@ -1,0 +1,135 @@
+"""The Extras API (extra-single-image, extra-batch-images, realesrgan-models, face-restorers), restore_faces in
+txt2img, and the SD upscale script, over real HTTP with tiny model files in A1111's folders."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+
+import httpx
+import numpy as np
+import pytest
+from fastapi import FastAPI
+from PIL import Image
+
+from checkpoint_files import write_diffusers_folder
+from live_server import LiveServer
+from postprocessing_models import tiny_esrgan, tiny_gfpgan
+from tiny_models import make_tiny_model
+from webui.api import register_api
+from webui.extensions.loader import start_extensions
+from webui.flags import parse_flags
+from webui.postprocessing.model_upscalers import refresh_model_upscalers
+from webui.state import SharedState
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    root = tmp_path_factory.mktemp("extras")
+    write_diffusers_folder(make_tiny_model("sd1"), root / "models" / "Stable-diffusion" / "tiny")
+    tiny_esrgan(root / "models" / "ESRGAN" / "4x-UltraSharp.pth")
+    tiny_esrgan(root / "models" / "RealESRGAN" / "RealESRGAN_x4plus.pth")
+    tiny_gfpgan(root / "models" / "GFPGAN" / "GFPGANv1.4.pth")
+    flags = parse_flags(["--data-dir", str(root), "--use-cpu", "all", "--precision", "full", "--ckpt", "tiny"])
+    state = SharedState.create(flags)
+    start_extensions(state)
+    refresh_model_upscalers(flags.models_dir)  # what create_app does at start
+    app = FastAPI()
+    register_api(app, state)
+    live = LiveServer(app)
+    with httpx.Client(base_url=live.url, timeout=120) as client:
+        yield client, root
+    live.stop()
+    state.queue.stop()
+    refresh_model_upscalers(root / "none")
+
+
+def b64(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def decode(data: str) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(data)))
+
+
+def picture(width=24, height=16) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(2).integers(0, 255, (height, width, 3), dtype=np.uint8))
+
+
+def test_lists(server):
+    http, root = server
+    names = [u["name"] for u in http.get("/sdapi/v1/upscalers").json()]
+    assert names[:3] == ["None", "Lanczos", "Nearest"] and {"4x-UltraSharp", "R-ESRGAN 4x+"} <= set(names)
+    entry = next(u for u in http.get("/sdapi/v1/upscalers").json() if u["name"] == "R-ESRGAN 4x+")
+    assert entry["scale"] == 4 and entry["model_path"].endswith("RealESRGAN_x4plus.pth")
+    assert [m["name"] for m in http.get("/sdapi/v1/realesrgan-models").json()] == ["R-ESRGAN 4x+"]
+    restorers = http.get("/sdapi/v1/face-restorers").json()
+    assert [r["name"] for r in restorers] == ["CodeFormer", "GFPGAN"] and restorers[1]["cmd_dir"].endswith("GFPGAN")
+
+
+def test_extra_single_image_upscales_4x_with_the_model(server):
+    http, _ = server
+    reply = http.post("/sdapi/v1/extra-single-image", json={
+        "image": b64(picture()), "upscaler_1": "4x-UltraSharp", "upscaling_resize": 4})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    out = decode(body["image"])
+    assert out.size == (96, 64)
+    assert "Postprocess upscaler: 4x-UltraSharp" in body["html_info"]
+    assert "Postprocess upscale by: 4" in out.info["postprocessing"]
+
+
+def test_extra_batch_images_to_a_size(server):
+    http, _ = server
+    reply = http.post("/sdapi/v1/extra-batch-images", json={
+        "imageList": [{"data": b64(picture()), "name": "a.png"}, {"data": b64(picture(16, 16)), "name": "b.png"}],
+        "resize_mode": 1, "upscaling_resize_w": 40, "upscaling_resize_h": 32, "upscaler_1": "R-ESRGAN 4x+",
+        "upscaler_2": "Lanczos", "extras_upscaler_2_visibility": 0.3})
+    assert reply.status_code == 200, reply.text
+    assert [decode(i).size for i in reply.json()["images"]] == [(40, 32), (40, 32)]
+
+
+def test_bad_extras_requests_are_4xx(server):
+    http, _ = server
+    image = b64(picture())
+    assert http.post("/sdapi/v1/extra-single-image", json={"image": image, "upscaler_1": "nope"}).status_code == 400
+    assert http.post("/sdapi/v1/extra-single-image", json={"image": image, "gfpgan_visibility": 3}).status_code == 422
+    assert http.post("/sdapi/v1/extra-single-image", json={"image": "not base64!"}).status_code in (400, 422)
+    reply = http.post("/sdapi/v1/extra-single-image", json={"image": image, "codeformer_visibility": 1})
+    assert reply.status_code == 400 and "models/Codeformer" in reply.json()["detail"]
+
+
+def test_restore_faces_without_a_detector_is_a_clear_400(server):
+    http, _ = server
+    job = {"prompt": "a face", "steps": 1, "width": 64, "height": 64, "restore_faces": True}
+    reply = http.post("/sdapi/v1/txt2img", json=job)  # A1111's face_restoration_model default: CodeFormer
+    assert reply.status_code == 400 and "models/Codeformer" in reply.json()["detail"]
+    assert http.post("/sdapi/v1/options", json={"face_restoration_model": "GFPGAN"}).status_code == 200
+    reply = http.post("/sdapi/v1/txt2img", json=job)
+    import cv2
+
+    if not (getattr(cv2, "data", None) and os.path.isfile(os.path.join(cv2.data.haarcascades,
+                                                                      "haarcascade_frontalface_default.xml"))):
+        assert reply.status_code == 400 and "models/facedetection" in reply.json()["detail"]
+    else:
+        assert reply.status_code == 200 and "Face restoration: GFPGAN" in reply.json()["info"]
+
+
+@pytest.mark.slow
+def test_sd_upscale_script(server):
+    http, _ = server
+    reply = http.post("/sdapi/v1/img2img", json={
+        "init_images": [b64(picture(64, 64))], "prompt": "x", "steps": 1, "width": 64, "height": 64,
+        "denoising_strength": 0.3, "script_name": "sd upscale", "script_args": ["", 8, "Lanczos", 2.0],
+        "save_images": False})
+    assert reply.status_code == 200, reply.text
+    images = reply.json()["images"]
+    assert decode(images[0]).size == (128, 128)
+    by_index = http.post("/sdapi/v1/img2img", json={
+        "init_images": [b64(picture(64, 64))], "prompt": "x", "steps": 1, "width": 64, "height": 64,
+        "script_name": "SD upscale", "script_args": [None, 8, 99, 2.0], "save_images": False})
+    assert by_index.status_code == 400 and "out of range" in by_index.json()["detail"]
