@@ -26,7 +26,7 @@ DISCONNECT_CHECK_SECONDS = 0.25  # how often a waiting request looks whether its
 
 # Request fields for features this WebUI does not have yet: refused with a clear 400 when
 # set, rather than silently ignored (a client asking for face restoration should know).
-_NOT_YET = ("restore_faces", "refiner_checkpoint", "hr_checkpoint_name", "firstpass_image",
+_NOT_YET = ("refiner_checkpoint", "hr_checkpoint_name", "firstpass_image",
             "latent_mask", "infotext")
 _COMMON_FIELDS = ("prompt", "negative_prompt", "seed", "subseed", "subseed_strength", "seed_resize_from_h",
                   "seed_resize_from_w", "batch_size", "n_iter", "steps", "cfg_scale", "width", "height", "eta",
