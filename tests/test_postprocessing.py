@@ -120,3 +120,13 @@ def test_extras_pipeline_by_factor_to_size_and_crop(models):
     with pytest.raises(ExtrasError, match="gfpgan_visibility"):
         run_extras(ExtrasParams(gfpgan_visibility=2), image, models)
 
+
+
+def test_model_upscalers_are_a1111_upscaler_objects_for_extensions(models):
+    from webui.compat.modules.upscaler import sd_upscalers
+
+    path = tiny_esrgan(models / "ESRGAN" / "4x-Tiny.pth")
+    refresh_model_upscalers(models)
+    entry = next(u for u in sd_upscalers() if u.name == "4x-Tiny")
+    assert entry.data_path == str(path) and entry.scale == 4
+    assert entry.scaler.upscale(_picture(), 2, entry.data_path).size == (48, 32)  # A1111: multiples of 8

@@ -3,7 +3,7 @@
 Each entry of `shared.sd_upscalers` is an `UpscalerData` (name, data_path, scale, and `scaler`, the
 Upscaler that does the work); extensions call `entry.scaler.upscale(image, scale, entry.data_path)`
 (ultimate-upscale does). Ours wrap the pixel upscalers of webui/generation/upscalers.py, in A1111's
-order: None, Lanczos, Nearest, then the others. Latent modes are not upscalers here either: they are
+order: None, Lanczos, Nearest, then the others: model files (webui/postprocessing) carry their path and scale. Latent modes are not upscalers here either: they are
 `shared.latent_upscale_modes`.
 """
 
@@ -118,10 +118,16 @@ def sd_upscalers() -> list[UpscalerData]:
 
     names = [name for name in upscaler_names() if name not in LATENT_UPSCALE_MODES]
     ordered = [*BUILT_IN, *(name for name in names if name not in BUILT_IN)]
+    from webui.postprocessing.model_upscalers import model_upscaler_file
+
     entries = []
     for name in ordered:
         scaler = BUILT_IN[name]() if name in BUILT_IN else RegisteredUpscaler(name)
-        entries.append(UpscalerData(name, None, scaler, scale=4 if name not in BUILT_IN else 1))
+        file = model_upscaler_file(name)  # a model file's path and scale (ESRGAN, RealESRGAN, ... folders)
+        if file is not None:
+            scaler.model_path, scaler.model_name = str(file.path), file.path.stem
+        entries.append(UpscalerData(name, str(file.path) if file else None, scaler,
+                                    scale=file.scale if file else (4 if name not in BUILT_IN else 1)))
     return entries
 
 
