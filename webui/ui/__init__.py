@@ -12,7 +12,7 @@ import gradio as gr
 
 from ..state import SharedState
 from ..extensions import assets
-from . import extensions_tab, icons, img2img, png_info, settings, txt2img
+from . import extensions_tab, icons, img2img, merger, png_info, settings, txt2img
 from .common import Sessions, checkpoint_row
 from .scripts import ComponentHooks, extension_tabs, render_extension_tabs
 
@@ -38,6 +38,8 @@ def _page(state: SharedState, hooks: ComponentHooks, extra_tabs: list) -> gr.Blo
                 i2i = img2img.build(state, sessions)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 info = png_info.build()
+            with gr.Tab("Checkpoint Merger", id="modelmerger", elem_id="tab_modelmerger"):
+                merger.build(state)
             render_extension_tabs(extra_tabs)
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 settings.build(state)
