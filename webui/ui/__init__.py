@@ -1,6 +1,6 @@
 """The Gradio UI: `build_ui(state)` gives the Blocks the server mounts.
 
-Tabs: txt2img, img2img (img2img, Sketch, Inpaint, Inpaint upload), PNG Info, the tabs extensions
+Tabs: txt2img, img2img (img2img, Sketch, Inpaint, Inpaint upload), Extras, PNG Info, the tabs extensions
 add (on_ui_tabs), Settings, Extensions. Every generation goes through `state.queue`; the UI only
 fills parameters and shows jobs. While the page is built, extensions hear of every component
 (before_component/after_component, see scripts.ComponentHooks).
@@ -13,6 +13,7 @@ import gradio as gr
 from ..state import SharedState
 from ..extensions import assets
 from . import extensions_tab, icons, img2img, merger, png_info, settings, txt2img
+from . import extras as extras_tab
 from .common import Sessions, checkpoint_row
 from .scripts import ComponentHooks, extension_tabs, render_extension_tabs
 
@@ -36,6 +37,8 @@ def _page(state: SharedState, hooks: ComponentHooks, extra_tabs: list) -> gr.Blo
                 t2i = txt2img.build(state, sessions)
             with gr.Tab("img2img", id="img2img", elem_id="tab_img2img"), hooks.tab(state.runners.get("img2img")):
                 i2i = img2img.build(state, sessions)
+            with gr.Tab("Extras", id="extras", elem_id="tab_extras"):
+                extras_tab.build(state)
             with gr.Tab("PNG Info", id="pnginfo", elem_id="tab_pnginfo"):
                 info = png_info.build()
             with gr.Tab("Checkpoint Merger", id="modelmerger", elem_id="tab_modelmerger"):
