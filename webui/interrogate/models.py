@@ -73,11 +73,12 @@ def find_model(spec: ModelSpec, models_dir: Path, hf_cache: Path | None = None) 
 
 
 def missing_message(missing: list[ModelSpec], models_dir: Path) -> str:
-    parts = [f"the {spec.what} (a Hugging Face-format folder such as a copy of {spec.repos[0]}: config.json, "
-             f"model.safetensors and its processor files) in {models_dir / spec.folder}/<folder name>"
-             for spec in missing]
-    return ("Interrogate CLIP needs " + "; and ".join(parts)
-            + ". The local Hugging Face cache is looked in too; nothing is downloaded.")
+    """Where each missing model goes, first (a notice may be cut short), then what such a folder holds."""
+    places = " and ".join(f"a {spec.what} in a folder of its own under {models_dir / spec.folder}" for spec in missing)
+    copies = " and ".join(spec.repos[0] for spec in missing)
+    return (f"Interrogate CLIP needs {places}: Hugging Face-format folders (config.json, model.safetensors and the "
+            f"processor's files), such as copies of {copies}. The local Hugging Face cache is looked in too; "
+            "nothing is downloaded.")
 
 
 def find_models(models_dir: Path, hf_cache: Path | None = None) -> tuple[Path, Path]:

@@ -14,6 +14,7 @@ from ..state import SharedState
 from .common import (Controls, OutputPanel, Sessions, numeric_params, output_panel, pasted_values, sampler_controls,
                      seed_controls, size_batch_cfg_controls)
 from .extra_networks import extra_networks
+from .interrogate import interrogate_button
 from .scripts import paste_into, script_ui
 from .txt2img import GenerationTab, prompt_row, wire_generation
 
@@ -97,6 +98,9 @@ def build(state: SharedState, sessions: Sessions) -> Img2ImgTab:
                         gr.Image(label="Mask", type="pil", image_mode="L", format="png", elem_id="img_inpaint_mask"),
                     )
                     tabs.append(tab)
+            interrogate_button(state, controls["prompt"], {mode, images["img2img"], images["sketch"], images["inpaint"],
+                                                           *images["inpaint_upload"]},
+                               lambda data: init_image_and_mask(data[mode], data, images)[0])
             controls.fields["resize_mode"] = gr.Radio(list(RESIZE_MODES), value=RESIZE_MODES[0], type="index",
                                                       label="Resize mode", elem_id="resize_mode")
             with gr.Group(visible=False) as inpaint_options:
