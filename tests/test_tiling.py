@@ -144,3 +144,39 @@ def test_a_scripts_p_tiling_reaches_the_typed_params():
     p = StableDiffusionProcessingTxt2Img(prompt="x", tiling=True)
     assert p.tiling is True and p.to_params().tiling is True
     assert StableDiffusionProcessingTxt2Img(prompt="x").to_params().tiling is False
+
+
+def test_the_api_takes_tiling_and_the_infotext_says_so(tmp_path):
+    import base64
+    import io
+    import json
+    import os
+
+    import httpx
+    from fastapi import FastAPI
+    from PIL import Image
+
+    from checkpoint_files import write_diffusers_folder
+    from live_server import LiveServer
+    from webui.api import register_api
+    from webui.flags import parse_flags
+    from webui.generation.images import read_infotext
+    from webui.state import SharedState
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    write_diffusers_folder(make_tiny_model("sd1"), tmp_path / "models" / "Stable-diffusion" / "tiny")
+    state = SharedState.create(parse_flags(["--data-dir", str(tmp_path), "--use-cpu", "all", "--ckpt", "tiny"]))
+    app = FastAPI()
+    register_api(app, state)
+    request = {"prompt": "tiles", "steps": 2, "width": 64, "height": 64, "seed": 3, "save_images": False}
+    try:
+        with LiveServer(app) as live, httpx.Client(base_url=live.url, timeout=120) as client:
+            tiled = client.post("/sdapi/v1/txt2img", json={**request, "tiling": True})
+            plain = client.post("/sdapi/v1/txt2img", json={**request, "tiling": None})  # A1111 clients send null
+    finally:
+        state.queue.stop()
+    assert tiled.status_code == 200, tiled.text
+    assert "Tiling: True" in json.loads(tiled.json()["info"])["infotexts"][0]
+    image = Image.open(io.BytesIO(base64.b64decode(tiled.json()["images"][0])))
+    assert "Tiling: True" in read_infotext(image)
+    assert plain.status_code == 200 and "Tiling" not in json.loads(plain.json()["info"])["infotexts"][0]
