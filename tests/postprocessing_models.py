@@ -33,3 +33,22 @@ def tiny_gfpgan(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"params_ema": network.state_dict()}, path)
     return path
+
+
+def cartoon_face(size: int = 160):
+    """A drawn face (skin oval, eyes, brows, nose, mouth on a blue ground) that OpenCV's frontal-face Haar
+    cascade finds: the detector's real input, made in code."""
+    from PIL import Image, ImageDraw
+
+    scale = size / 160
+    image = Image.new("RGB", (size, size), (90, 120, 160))
+    draw = ImageDraw.Draw(image)
+    s = lambda *box: tuple(int(v * scale) for v in box)  # noqa: E731
+    draw.ellipse(s(40, 25, 120, 135), fill=(225, 190, 160))
+    for x in (55, 85):
+        draw.ellipse(s(x, 60, x + 20, 72), fill=(255, 255, 255))
+        draw.ellipse(s(x + 6, 62, x + 14, 70), fill=(30, 20, 10))
+        draw.rectangle(s(x - 3, 50, x + 23, 54), fill=(60, 40, 20))
+    draw.polygon([s(80, 72), s(74, 95), s(86, 95)], fill=(200, 160, 130))
+    draw.ellipse(s(66, 105, 94, 115), fill=(150, 60, 60))
+    return image

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from postprocessing_models import tiny_esrgan, tiny_gfpgan
+from postprocessing_models import cartoon_face, tiny_esrgan, tiny_gfpgan
 from webui.generation.upscalers import find_upscaler, upscaler_names
 from webui.postprocessing.extras import ExtrasError, ExtrasParams, run_extras
 from webui.postprocessing.face_restoration import (
@@ -89,16 +89,39 @@ def test_restoration_changes_only_the_face_box(models):
     assert 0 < np.abs(np.asarray(half, dtype=int) - before).sum() < np.abs(after - before).sum()
 
 
+def _opencv_has_cascades() -> bool:
+    import cv2
+
+    shipped = Path(getattr(getattr(cv2, "data", None), "haarcascades", "") or "/nonexistent")
+    return hasattr(cv2, "CascadeClassifier") and (shipped / "haarcascade_frontalface_default.xml").is_file()
+
+
 def test_missing_restorer_and_detector_name_their_folders(models):
     with pytest.raises(FaceRestorationUnavailable, match="models/GFPGAN"):
         restore_faces(_picture(), "GFPGAN", models, detector=lambda img: [])
-    import cv2
-
-    if not (getattr(cv2, "data", None) and (Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml").is_file()):
+    if not _opencv_has_cascades():  # OpenCV 5: pyproject asks for 4, this environment may have 5
         with pytest.raises(FaceRestorationUnavailable, match="models/facedetection"):
             default_detector(models)
     else:
-        assert default_detector(models)(_picture()) == []
+        assert default_detector(models)(_picture()) == []  # noise has no face
+
+
+def test_opencv_finds_a_drawn_face_and_only_its_crop_is_restored(models):
+    tiny_gfpgan(models / "GFPGAN" / "GFPGANv1.4.pth")
+    face = cartoon_face()
+    if not _opencv_has_cascades():
+        with pytest.raises(FaceRestorationUnavailable, match="models/facedetection"):
+            restore_faces(face, "GFPGAN", models)
+        return
+    boxes = default_detector(models)(face)
+    assert len(boxes) == 1
+    x, y, w, h = boxes[0]
+    assert 15 < x < 45 and 15 < y < 45 and 90 < w < 140  # the oval drawn at (40, 25)-(120, 135)
+    out = np.asarray(restore_faces(face, "GFPGAN", models), dtype=int)
+    changed = np.argwhere((out != np.asarray(face, dtype=int)).any(axis=2))
+    assert len(changed) > 1000
+    grown = int(max(w, h) * 0.4) + 2  # the crop's margin around the box
+    assert changed.min(axis=0)[1] >= x - grown and changed.max(axis=0)[1] <= x + w + grown
 
 
 def test_extras_pipeline_by_factor_to_size_and_crop(models):

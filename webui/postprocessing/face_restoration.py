@@ -1,8 +1,8 @@
 """Face restoration: find faces, run GFPGAN or CodeFormer on each face crop, paste it back feathered.
 
 Pixels outside the face crops never change. Model files live in A1111's folders (models/GFPGAN,
-models/Codeformer); faces are found offline with OpenCV (a Haar cascade that OpenCV ships or one put in
-models/facedetection, or a YuNet ONNX file there). With a piece missing, the error names the folder.
+models/Codeformer); faces are found offline with OpenCV 4's own frontal-face Haar cascade (or a cascade put in
+models/facedetection), or with a YuNet ONNX file in models/facedetection (OpenCV 5 dropped the cascades). With a piece missing, the error names the folder.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def default_detector(models_dir: Path) -> Detector:
     shipped = Path(getattr(getattr(cv2, "data", None), "haarcascades", "") or "/nonexistent")
     cascades = sorted(folder.glob("*.xml")) if folder.is_dir() else []
     cascades += [p for p in [shipped / "haarcascade_frontalface_default.xml"] if p.is_file()]
-    if cascades:
+    if cascades and hasattr(cv2, "CascadeClassifier"):  # OpenCV 5 has neither the class nor the files
         classifier = cv2.CascadeClassifier(str(cascades[0]))
         if classifier.empty():
             raise FaceRestorationUnavailable(f"{cascades[0].name} is not an OpenCV cascade (models/{DETECTOR_FOLDER})")
@@ -87,8 +87,8 @@ def default_detector(models_dir: Path) -> Detector:
             return [tuple(int(v) for v in face[:4]) for face in (faces if faces is not None else [])]
         return yunet
     raise FaceRestorationUnavailable(
-        f"no face detector: this OpenCV ships no Haar cascades; put haarcascade_frontalface_default.xml or a YuNet "
-        f"face_detection_yunet*.onnx in models/{DETECTOR_FOLDER}")
+        f"no face detector: OpenCV {cv2.__version__} has no Haar cascades (OpenCV 4 does); put a YuNet "
+        f"face_detection_yunet*.onnx (or, with OpenCV 4, a Haar cascade .xml) in models/{DETECTOR_FOLDER}")
 
 
 @dataclass(frozen=True)
