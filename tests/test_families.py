@@ -1,0 +1,215 @@
+"""The model-family interface with the flow-matching families: SD3, Flux.1 (dev, schnell) and Chroma, as
+tiny random-weight diffusers folders loaded the way a user's folder is."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tests.tiny_flow_models import BUILDERS, write_flow_folder
+from webui.families import CHROMA, FLUX, SD1, SD3, SDXL, family_for_weights
+from webui.generation import masks
+from webui.generation.conditioning import EncodeOptions, PromptEncoder
+from webui.generation.conditioning_t5 import T5TextEncoder
+from webui.generation.img2img import Img2ImgParams, img2img
+from webui.generation.infotext import parse_infotext
+from webui.generation.params import ParamsError, Txt2ImgParams
+from webui.generation.processing import txt2img
+from webui.generation.samplers import FlowSchedule
+from webui.models.loading import CheckpointError, load_checkpoint
+
+KINDS = tuple(BUILDERS)
+FAMILY_OF = {"sd3": SD3, "flux": FLUX, "flux-schnell": FLUX, "chroma": CHROMA}
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("flow-models")
+    return {kind: write_flow_folder(kind, root / kind) for kind in KINDS}
+
+
+@pytest.fixture(scope="module")
+def models(folders):
+    return {kind: load_checkpoint(folder) for kind, folder in folders.items()}
+
+
+def params(**overrides) -> Txt2ImgParams:
+    base = dict(prompt="a (red:1.3) house", negative_prompt="blue", steps=3, width=64, height=64, seed=7,
+                sampler_name="Euler", cfg_scale=2.0, save_images=False)
+    return Txt2ImgParams(**{**base, **overrides})
+
+
+def pixels(image: Image.Image) -> np.ndarray:
+    return np.asarray(image).astype(np.int16)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_folder_is_recognised_and_loads_offline(models, kind):
+    model = models[kind]
+    assert model.family is FAMILY_OF[kind]
+    assert model.prediction_type == "flow" and model.family.flow
+    assert model.latent_channels == 16
+
+
+def test_single_file_keys_name_their_family():
+    assert family_for_weights({"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight",
+                               "model.diffusion_model.x_embedder.proj.weight"}) is SD3
+    flux_keys = {"double_blocks.0.img_attn.qkv.weight", "single_blocks.0.linear1.weight", "img_in.weight"}
+    assert family_for_weights(flux_keys) is FLUX
+    assert family_for_weights(flux_keys | {"distilled_guidance_layer.in_proj.weight"}) is CHROMA
+    assert family_for_weights({"model.diffusion_model.input_blocks.0.0.weight"}) is None  # the UNet families: detection.py
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_offered_sampler_runs_and_seeds_reproduce(models, kind):
+    model = models[kind]
+    for sampler in model.family.samplers:
+        first = txt2img(model, params(sampler_name=sampler, steps=2)).images[0]
+        again = txt2img(model, params(sampler_name=sampler, steps=2)).images[0]
+        assert first.size == (64, 64)
+        assert np.array_equal(pixels(first), pixels(again)), sampler
+        assert pixels(first).std() > 0, sampler
+    other_seed = txt2img(model, params(sampler_name=sampler, steps=2, seed=8)).images[0]
+    assert not np.array_equal(pixels(first), pixels(other_seed))
+
+
+def test_samplers_the_family_does_not_offer_are_refused(models):
+    with pytest.raises(ParamsError, match="DDIM sampler does not work with Flux.1"):
+        txt2img(models["flux"], params(sampler_name="DDIM"))
+    with pytest.raises(ParamsError, match="multiples of 16"):
+        txt2img(models["flux"], params(width=72))
+
+
+def test_variation_seed_moves_the_image(models):
+    model = models["sd3"]
+    plain = pixels(txt2img(model, params()).images[0])
+    varied = pixels(txt2img(model, params(subseed=99, subseed_strength=0.5)).images[0])
+    assert not np.array_equal(plain, varied)
+
+
+def _recorded_text(model, run):
+    """The text conditioning the transformer saw at each call, while `run()` generates."""
+    seen = []
+    hook = model.unet.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["encoder_hidden_states"].clone()), with_kwargs=True)
+    try:
+        run()
+    finally:
+        hook.remove()
+    return seen
+
+
+@pytest.mark.parametrize("kind", ["sd3", "flux", "chroma"])
+def test_prompt_editing_swaps_the_conditioning_at_its_step(models, kind):
+    model = models[kind]
+    # cfg 1 with one AND part: one transformer call per step, on the prompt's conditioning only.
+    seen = _recorded_text(model, lambda: txt2img(model, params(prompt="[cat:dog:2] house", steps=4, cfg_scale=1.0)))
+    # The scheduled texts of one prompt are one encode group, as A1111 encodes them.
+    cat, dog = (cond.crossattn for cond in PromptEncoder(model).encode_group(["cat house", "dog house"]))
+    assert not torch.allclose(cat, dog)
+    assert len(seen) == 4
+    for step, crossattn in enumerate(seen):
+        expected = cat if step <= 2 else dog  # A1111: "[a:b:2]" is a up to and including step index 2
+        assert torch.allclose(crossattn[0].float(), expected.float(), atol=1e-5), step
+
+
+def test_t5_emphasis_multiplies_token_embeddings_and_nothing_is_cut(models):
+    model = models["flux"]
+    t5 = model.family.long_text_encoder(model)
+    ids, weights = t5.tokens("a (red:1.5) house")
+    assert weights == [1.0, 1.5, 1.0, 1.0] and ids[-1] == t5.tokenizer.eos_token_id
+    options = EncodeOptions()
+    plain, emphasised = t5.encode(["a red house", "a (red:1.5) house"], options)
+    assert plain.shape == emphasised.shape and not torch.allclose(plain, emphasised)
+    long_prompt = " ".join(["red house"] * 400)  # 800 words: longer than Flux's 512 tokens
+    assert t5.encode([long_prompt], options).shape[0 + 1] == 801  # every token and the end token, no truncation
+    assert t5.encode(["a house"], options).shape[1] == 512  # short ones are padded as the model was trained
+
+
+def test_chroma_reads_t5_with_one_masked_pad_and_no_clip(models):
+    model = models["chroma"]
+    encoder = PromptEncoder(model)
+    assert encoder.encoders == [] and isinstance(encoder.long_encoder, T5TextEncoder)
+    cond = encoder.encode_group(["a red house"])[0]
+    assert cond.pooled is None and cond.tokens == 3 + 1 + 1  # the words, the end token, one masked pad
+
+
+def test_sd3_conditioning_is_clip_tokens_then_t5_tokens(models):
+    model = models["sd3"]
+    cond = PromptEncoder(model).encode_group(["a red house"])[0]
+    assert cond.tokens == 77 + 256  # one CLIP chunk, then T5 padded to SD3's 256
+    assert cond.crossattn.shape[-1] == 32 and cond.pooled.shape == (32,)  # T5's width; CLIP-L + CLIP-G pooled
+    assert torch.count_nonzero(cond.crossattn[:77, 32:]) == 0  # no channels beyond T5's width to pad here
+
+
+def test_flux_takes_distilled_guidance_and_writes_it(models):
+    model = models["flux"]
+    seen = []
+    hook = model.unet.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["guidance"].clone()), with_kwargs=True)
+    try:
+        result = txt2img(model, params(cfg_scale=1.0, distilled_cfg_scale=2.5))
+    finally:
+        hook.remove()
+    assert all(torch.allclose(g.float(), torch.tensor([2.5])) for g in seen)
+    parsed = parse_infotext(result.infotexts[0])
+    assert parsed["Distilled CFG Scale"] == "2.5"
+    assert float(parsed["Shift"]) == pytest.approx(FLUX.shift_for(model, 64, 64), abs=1e-4)
+    other = txt2img(model, params(cfg_scale=1.0, distilled_cfg_scale=6.0)).images[0]
+    assert not np.array_equal(pixels(result.images[0]), pixels(other))
+
+
+def test_flux_shift_depends_on_the_image_size(models):
+    model = models["flux"]
+    assert FLUX.shift_for(model, 1024, 1024) == pytest.approx(np.exp(1.15))  # 4096 tokens: max_shift
+    assert FLUX.shift_for(model, 256, 256) == pytest.approx(np.exp(0.5))  # 256 tokens: base_shift
+    assert FLUX.shift_for(models["flux-schnell"], 1024, 1024) == 1.0  # schnell: no shift
+    schedule = FlowSchedule(3.0)
+    sigmas = schedule.get_sigmas(4)
+    t = torch.linspace(1, 0.001, 4, dtype=torch.float64)
+    assert torch.allclose(sigmas[:-1], (3 * t / (1 + 2 * t)).float(), atol=1e-6) and sigmas[-1] == 0
+
+
+@pytest.mark.parametrize("kind", ["sd3", "flux"])
+def test_inpaint_keeps_unmasked_pixels_and_img2img_starts_from_the_image(models, kind):
+    model = models[kind]
+    image = Image.fromarray((np.random.RandomState(0).rand(64, 64, 3) * 255).astype(np.uint8))
+    mask = Image.new("L", (64, 64))
+    mask.paste(255, (24, 24, 40, 40))
+    base = dict(prompt="a red house", steps=4, width=64, height=64, seed=3, sampler_name="Euler", save_images=False,
+                init_images=[image], cfg_scale=2.0)
+    out = pixels(img2img(model, Img2ImgParams(**base, mask=mask, denoising_strength=1.0)).images[0])
+    outside = np.asarray(masks.blur_mask(mask, 4, 4)) == 0
+    assert np.array_equal(out[outside], pixels(image)[outside])
+    assert not np.array_equal(out[28:36, 28:36], pixels(image)[28:36, 28:36])
+    # Strength 0 gives the image back through the VAE; a low strength stays nearer to it than a high one.
+    low = pixels(img2img(model, Img2ImgParams(**base, denoising_strength=0.2)).images[0])
+    high = pixels(img2img(model, Img2ImgParams(**base, denoising_strength=0.95)).images[0])
+    roundtrip = pixels(img2img(model, Img2ImgParams(**base, denoising_strength=0.0)).images[0])
+    assert np.abs(low - roundtrip).mean() < np.abs(high - roundtrip).mean()
+
+
+def test_hires_fix_runs_on_a_flow_model(models):
+    result = txt2img(models["flux"], params(enable_hr=True, hr_scale=2.0, denoising_strength=0.5))
+    assert result.images[0].size == (128, 128)
+
+
+def test_unet_families_keep_their_own_schedule_and_samplers():
+    assert SD1.samplers is None and not SD1.flow and SDXL.zero_empty_negative
+    assert set(SD3.samplers) >= {"Euler", "Euler a", "DPM++ 2M"}
+
+
+def test_missing_text_encoder_or_truncated_weights_say_what_is_wrong(folders, tmp_path):
+    no_t5 = shutil.copytree(folders["flux"], tmp_path / "no-t5")
+    shutil.rmtree(no_t5 / "text_encoder_2")
+    with pytest.raises(CheckpointError, match=r"T5-XXL text encoder is missing.*text_encoder_2/"):
+        load_checkpoint(no_t5)
+    cut = shutil.copytree(folders["sd3"], tmp_path / "cut")
+    weights = cut / "transformer" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="cut: could not be loaded"):
+        load_checkpoint(cut)

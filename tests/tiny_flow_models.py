@@ -1,0 +1,101 @@
+"""Tiny SD3, Flux.1 (dev and schnell) and Chroma models with random weights, saved as real diffusers
+folders (the real diffusers/transformers classes, shrunk), for the model-family tests.
+
+The T5 tokenizer is built in code (a word-level vocabulary through the `tokenizers` library), since
+no T5 vocabulary ships with the project; it behaves like T5's where the families rely on it: no start
+token, `</s>` at the end, `<pad>` for padding.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from diffusers import (
+    AutoencoderKL, ChromaPipeline, ChromaTransformer2DModel, FlowMatchEulerDiscreteScheduler, FluxPipeline,
+    FluxTransformer2DModel, SD3Transformer2DModel, StableDiffusion3Pipeline,
+)
+from transformers import (
+    CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, PreTrainedTokenizerFast, T5Config,
+    T5EncoderModel,
+)
+
+from tests.tiny_models import TOKENIZER_DIR
+
+WORDS = "a photo of cat dog red blue house tree painting landscape portrait the in on with and , ( ) [ ] :".split()
+
+
+def t5_tokenizer() -> PreTrainedTokenizerFast:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{word: i + 3 for i, word in enumerate(dict.fromkeys(WORDS))}}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+
+
+def tiny_t5(width: int = 32) -> T5EncoderModel:
+    config = T5Config(vocab_size=64, d_model=width, d_kv=8, d_ff=64, num_layers=2, num_heads=4,
+                      relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
+    return T5EncoderModel(config)
+
+
+def tiny_clip(hidden: int, projection: bool, act: str = "quick_gelu"):
+    config = CLIPTextConfig(vocab_size=49408, hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=2,
+                            num_attention_heads=2, max_position_embeddings=77, hidden_act=act, projection_dim=hidden,
+                            bos_token_id=49406, eos_token_id=49407, pad_token_id=49407)
+    return (CLIPTextModelWithProjection if projection else CLIPTextModel)(config)
+
+
+def tiny_vae16(scaling_factor: float, shift_factor: float) -> AutoencoderKL:
+    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(16, 16, 16, 16),
+                         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                         layers_per_block=1, norm_num_groups=8, sample_size=32, scaling_factor=scaling_factor,
+                         shift_factor=shift_factor, use_quant_conv=False, use_post_quant_conv=False)
+
+
+def _clip_tokenizer(pad: str | None = None) -> CLIPTokenizer:
+    return CLIPTokenizer.from_pretrained(TOKENIZER_DIR, local_files_only=True, **({"pad_token": pad} if pad else {}))
+
+
+def build_sd3():
+    torch.manual_seed(0)
+    transformer = SD3Transformer2DModel(sample_size=4, patch_size=2, in_channels=16, num_layers=2, attention_head_dim=8,
+                                        num_attention_heads=2, joint_attention_dim=32, caption_projection_dim=16,
+                                        pooled_projection_dim=32, out_channels=16, pos_embed_max_size=16)
+    return StableDiffusion3Pipeline(
+        transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=tiny_vae16(1.5305, 0.0609), text_encoder=tiny_clip(16, True), tokenizer=_clip_tokenizer(),
+        text_encoder_2=tiny_clip(16, True, "gelu"), tokenizer_2=_clip_tokenizer("!"),
+        text_encoder_3=tiny_t5(), tokenizer_3=t5_tokenizer())
+
+
+def build_flux(dev: bool = True):
+    torch.manual_seed(1)
+    transformer = FluxTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
+                                         attention_head_dim=8, num_attention_heads=2, joint_attention_dim=32,
+                                         pooled_projection_dim=16, guidance_embeds=dev, axes_dims_rope=(2, 2, 4))
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15) \
+        if dev else FlowMatchEulerDiscreteScheduler(shift=1.0)
+    return FluxPipeline(transformer=transformer, scheduler=scheduler, vae=tiny_vae16(0.3611, 0.1159),
+                        text_encoder=tiny_clip(16, False), tokenizer=_clip_tokenizer(),
+                        text_encoder_2=tiny_t5(), tokenizer_2=t5_tokenizer())
+
+
+def build_chroma():
+    torch.manual_seed(2)
+    transformer = ChromaTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
+                                           attention_head_dim=8, num_attention_heads=2, joint_attention_dim=32,
+                                           axes_dims_rope=(2, 2, 4), approximator_num_channels=8,
+                                           approximator_hidden_dim=16, approximator_layers=1)
+    return ChromaPipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0),
+                          vae=tiny_vae16(0.3611, 0.1159), text_encoder=tiny_t5(), tokenizer=t5_tokenizer())
+
+
+BUILDERS = {"sd3": build_sd3, "flux": build_flux, "flux-schnell": lambda: build_flux(dev=False), "chroma": build_chroma}
+
+
+def write_flow_folder(kind: str, folder: Path) -> Path:
+    """A diffusers folder of a tiny model of `kind` (a key of BUILDERS), as a user would have it."""
+    BUILDERS[kind]().save_pretrained(folder, safe_serialization=True)
+    return folder
