@@ -167,3 +167,20 @@ def test_api_gives_the_caption_once_the_models_are_in_place(api, tiny):
     assert response.status_code == 200, response.text
     caption = response.json()["caption"]
     assert caption.count(", ") == 6 and caption.split(", ")[-1] in list_items("movements")
+
+
+def test_extensions_reach_the_same_interrogator_as_shared_interrogator(tmp_path, tiny):
+    import webui.compat as compat
+
+    models = install(tmp_path / "models", tiny)
+    (models / "clip_interrogator" / "shapes.txt").write_text("a circle\na square\n", encoding="utf-8")
+    state = SharedState.create(parse_flags(["--data-dir", str(tmp_path), "--use-cpu", "all"]))
+    state.interrogator = Interrogator(models, hf_cache=tmp_path / "empty")
+    compat.install()
+    compat.bind(state)
+    from modules import interrogate, shared
+
+    text = shared.interrogator.interrogate(IMAGE)
+    assert text.count(", ") == 7 and text.split(", ")[-1] in ("a circle", "a square")  # the user's list, last by name
+    shared.interrogator.unload()
+    assert interrogate.category_types() == ["artists", "flavors", "mediums", "movements", "shapes"]

@@ -69,6 +69,11 @@ class Interrogator:
                     self._park()
         return ", ".join([caption, *words])
 
+    def unload(self) -> None:
+        """Free the device's memory: the models wait in RAM until the next interrogation."""
+        with self._lock:
+            self._park()
+
     def _caption(self, folder: Path, image: Image.Image, settings: InterrogateSettings) -> str:
         if self._blip is None or self._blip[0] != folder:
             self._blip = (folder, *load_blip(folder, self.dtype))

@@ -221,6 +221,10 @@ def __getattr__(name):
         from webui.generation.upscalers import LATENT_UPSCALE_MODES
 
         return {label: {"mode": mode, "antialias": antialias} for label, (mode, antialias) in LATENT_UPSCALE_MODES.items()}
+    if name == "interrogator":  # Interrogate CLIP (webui/interrogate)
+        from .interrogate import interrogator
+
+        return interrogator
     if name in ("models_path", "data_path", "script_path", "extensions_dir", "extensions_builtin_dir"):
         from . import paths
 
