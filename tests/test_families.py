@@ -3,6 +3,7 @@ tiny random-weight diffusers folders loaded the way a user's folder is."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -213,3 +214,42 @@ def test_missing_text_encoder_or_truncated_weights_say_what_is_wrong(folders, tm
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     with pytest.raises(CheckpointError, match="cut: could not be loaded"):
         load_checkpoint(cut)
+
+
+def test_api_lists_families_and_runs_flux_with_its_defaults(tmp_path, folders):
+    import os
+
+    from fastapi import FastAPI
+
+    from tests.live_server import LiveServer
+    from webui.api import register_api
+    from webui.flags import parse_flags
+    from webui.state import SharedState
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    models_dir = tmp_path / "models" / "Stable-diffusion"
+    models_dir.mkdir(parents=True)
+    for kind in ("flux", "sd3"):
+        shutil.copytree(folders[kind], models_dir / kind)
+    state = SharedState.create(parse_flags(["--data-dir", str(tmp_path), "--use-cpu", "all", "--precision", "full"]))
+    app = FastAPI()
+    register_api(app, state)
+    live = LiveServer(app)
+    try:
+        import httpx
+
+        with httpx.Client(base_url=live.url, timeout=120) as http:
+            listed = {m["model_name"]: m["family"] for m in http.get("/sdapi/v1/sd-models").json()}
+            assert listed == {"flux": "flux", "sd3": "sd3"}
+            body = {"prompt": "a red house", "steps": 2, "width": 64, "height": 64,
+                    "override_settings": {"sd_model_checkpoint": "flux"}}
+            reply = http.post("/sdapi/v1/txt2img", json=body)
+            assert reply.status_code == 200, reply.text
+            info = json.loads(reply.json()["info"])
+            assert info["sampler_name"] == "Euler" and info["cfg_scale"] == 1.0  # the family's defaults
+            assert "Distilled CFG Scale: 3.5" in info["infotexts"][0]
+            refused = http.post("/sdapi/v1/txt2img", json={**body, "sampler_name": "DDIM"})
+            assert refused.status_code == 400 and "does not work with Flux.1" in refused.text
+    finally:
+        live.stop()
+        state.queue.stop()

@@ -30,7 +30,7 @@ from .generation.rng import SOURCES
 from .models.discovery import (
     CheckpointInfo, CheckpointNotFound, available_checkpoints, find_checkpoint, with_hash,
 )
-from .models.loading import CheckpointError, ModelSlot, checkpoint_problem, own_defaults, read_metadata
+from .models.loading import CheckpointError, ModelSlot, checkpoint_defaults, checkpoint_problem
 from .models.model import SDModel
 
 log = logging.getLogger(__name__)
@@ -386,7 +386,7 @@ class ModelManager:
             info = self.find(wanted) if wanted else self.default_checkpoint()
         except LookupError:
             return {}
-        return own_defaults(read_metadata(info.path)) if info.kind == "diffusers" else {}
+        return checkpoint_defaults(info)
 
     def selected_title(self) -> str:
         """What `sd_model_checkpoint` reads as (A1111 shows the checkpoint in use, never ""): the chosen

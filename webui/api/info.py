@@ -87,8 +87,15 @@ def schedulers() -> list[dict]:
 
 
 def sd_models(state: SharedState) -> list[dict]:
+    """A1111's fields, plus `family` (ours: "sd1", "sdxl", "flux", ...; null where the file cannot tell)."""
+    from ..models.loading import checkpoint_family
+
+    def family(info) -> str | None:
+        found = checkpoint_family(info)
+        return found.name if found is not None else None
+
     return [{"title": c.title, "model_name": c.name.replace("/", "_"), "hash": c.short_hash, "sha256": c.sha256,
-             "filename": str(c.path), "config": None} for c in state.models.checkpoints()]
+             "filename": str(c.path), "config": None, "family": family(c)} for c in state.models.checkpoints()]
 
 
 def loras(state: SharedState) -> list[dict]:

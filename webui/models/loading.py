@@ -382,6 +382,44 @@ def _load_diffusers_folder(info: CheckpointInfo, device, dtype, vae_dtype, cache
     )
 
 
+def checkpoint_family(info: CheckpointInfo) -> ModelFamily | None:
+    """The family of a listed checkpoint, from its folder's model_index.json or its .safetensors header
+    (milliseconds, nothing loaded); None when that cannot tell (a .ckpt pickle, an unreadable file)."""
+    if info.kind == "diffusers":
+        return _folder_family(info.path)
+    if info.kind != "safetensors":
+        return None
+    try:
+        from safetensors import safe_open
+
+        with safe_open(info.path, "pt") as handle:
+            keys = set(handle.keys())
+    except Exception:  # a broken header: listed anyway, loading says what is wrong
+        return None
+    from webui.families import SD1, SD2, SDXL, family_for_weights
+
+    prefixes = ((SDXL, "conditioner.embedders.1."), (SD2, "cond_stage_model.model."), (SD1, "cond_stage_model.transformer."))
+    for family, prefix in prefixes:
+        if any(key.startswith(prefix) for key in keys):
+            return family
+    return family_for_weights(keys)
+
+
+def checkpoint_defaults(info: CheckpointInfo) -> dict:
+    """What a user who leaves fields out gets on this checkpoint: its family's defaults where they differ from
+    A1111's (the newer families' size, steps, CFG, sampler), then the model's own metadata (see own_defaults)."""
+    family = checkpoint_family(info)
+    defaults: dict = {}
+    if family is not None and family.flow:
+        d = family.defaults
+        defaults = {"width": family.default_size, "height": family.default_size, "steps": d.steps,
+                    "cfg_scale": d.cfg_scale, "sampler_name": d.sampler_name}
+        if d.distilled_cfg_scale is not None:
+            defaults["distilled_cfg_scale"] = d.distilled_cfg_scale
+    metadata = read_metadata(info.path) if info.kind == "diffusers" else {}
+    return defaults | own_defaults(metadata)
+
+
 # What a model's own metadata may choose for the fields a user leaves out (the demo model's 128x128, CFG 5).
 DEFAULT_FIELDS = ("width", "height", "steps", "cfg_scale", "sampler_name")
 
