@@ -184,3 +184,13 @@ def test_extensions_reach_the_same_interrogator_as_shared_interrogator(tmp_path,
     assert text.count(", ") == 7 and text.split(", ")[-1] in ("a circle", "a square")  # the user's list, last by name
     shared.interrogator.unload()
     assert interrogate.category_types() == ["artists", "flavors", "mediums", "movements", "shapes"]
+
+
+@pytest.mark.parametrize("use_cpu", [["interrogate"], ["all"]])
+def test_use_cpu_interrogate_keeps_the_models_on_the_cpu(tmp_path, use_cpu):
+    from webui.interrogate.service import state_interrogator
+
+    state = SharedState.create(parse_flags(["--data-dir", str(tmp_path), "--use-cpu", *use_cpu]))
+    interrogator = state_interrogator(state)
+    assert interrogator.device.type == "cpu" and interrogator.dtype == torch.float32
+    assert interrogator.models_dir == tmp_path / "models" and state_interrogator(state) is interrogator

@@ -19,7 +19,8 @@ def state_interrogator(state) -> Interrogator:
         if state.interrogator is None:
             flags = state.flags
             use_cpu = [name.lower() for name in (getattr(flags, "use_cpu", None) or [])]
-            devices = choose_devices(["all"] if "interrogate" in use_cpu else use_cpu,
+            # A1111's device_interrogate: the CPU with `--use-cpu interrogate` or `all`, whatever the model uses.
+            devices = choose_devices(["all"] if {"all", "interrogate"} & set(use_cpu) else [],
                                      getattr(flags, "precision", "autocast"), getattr(flags, "no_half", False))
             state.interrogator = Interrogator(flags.models_dir, devices.device, devices.dtype)
         return state.interrogator
