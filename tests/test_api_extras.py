@@ -162,8 +162,33 @@ def test_sd_upscale_script(server):
         "save_images": False})
     assert reply.status_code == 200, reply.text
     images = reply.json()["images"]
-    assert decode(images[0]).size == (128, 128)
+    result = decode(images[0]).convert("RGB")
+    assert result.size == (128, 128)
+    plain = picture(64, 64).resize((128, 128), Image.Resampling.LANCZOS)
+    assert np.abs(np.asarray(result, dtype=int) - np.asarray(plain, dtype=int)).mean() > 3  # img2img ran on the tiles
     by_index = http.post("/sdapi/v1/img2img", json={
         "init_images": [b64(picture(64, 64))], "prompt": "x", "steps": 1, "width": 64, "height": 64,
         "script_name": "SD upscale", "script_args": [None, 8, 99, 2.0], "save_images": False})
     assert by_index.status_code == 400 and "out of range" in by_index.json()["detail"]
+
+
+def test_sd_upscale_tiles_cover_the_image_and_blend_without_seams(server):
+    import importlib.util
+
+    import webui
+
+    # The script's own file (its `modules` imports work once the server has loaded the extensions).
+    path = Path(webui.__file__).parent / "extensions" / "builtin" / "sd-upscale" / "scripts" / "sd_upscale.py"
+    spec = importlib.util.spec_from_file_location("sd_upscale_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    starts = module.tile_starts(200, 64, 16)
+    assert starts[0] == 0 and starts[-1] == 136
+    assert all(b - a <= 64 - 16 for a, b in zip(starts, starts[1:]))  # every neighbour overlaps by 16 or more
+    assert module.tile_starts(50, 64, 16) == [0]
+    # Tiles cut from one image and blended back give that image: the weights add up everywhere.
+    whole = picture(200, 120)
+    tiles = [(x, y, whole.crop((x, y, x + 64, y + 64)))
+             for y in module.tile_starts(120, 64, 16) for x in module.tile_starts(200, 64, 16)]
+    blended = np.asarray(module.blend_tiles(whole.size, tiles), dtype=int)
+    assert np.abs(blended - np.asarray(whole, dtype=int)).max() <= 1
