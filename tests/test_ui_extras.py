@@ -16,7 +16,11 @@ def test_extras_tab_upscales_with_a_model_file(tmp_path):
     tiny_esrgan(tmp_path / "models" / "ESRGAN" / "4x-Tiny.pth")
     refresh_model_upscalers(tmp_path / "models")  # what create_app does at start
     source = tmp_path / "source.png"
-    Image.fromarray(np.random.default_rng(3).integers(0, 255, (16, 24, 3), dtype=np.uint8)).save(source)
+    from PIL import PngImagePlugin
+
+    chunks = PngImagePlugin.PngInfo()
+    chunks.add_text("parameters", "a red fox\nSteps: 20, Seed: 7")  # a generated image's PNG info
+    Image.fromarray(np.random.default_rng(3).integers(0, 255, (16, 24, 3), dtype=np.uint8)).save(source, pnginfo=chunks)
     try:
         with serve_ui(tmp_path, tiny_model=False) as (url, state, data), open_page(url) as page:
             page.get_by_role("tab", name="Extras").click()
@@ -27,11 +31,13 @@ def test_extras_tab_upscales_with_a_model_file(tmp_path):
             expect(chooser).to_have_value("4x-Tiny")
             page.locator("#extras_generate").click()
             expect(page.locator("#html_info_extras")).to_contain_text("Postprocess upscaler: 4x-Tiny")
+            expect(page.locator("#html_info_extras")).to_contain_text("Steps: 20, Seed: 7")  # the source's, kept
             expect(page.locator("#extras_gallery img").first).to_be_visible()
             saved = sorted((data / "outputs" / "extras-images").glob("*.png"))
             assert len(saved) == 1
             with Image.open(saved[0]) as result:
                 assert result.size == (96, 64)
                 assert "Postprocess upscale by: 4" in result.info["postprocessing"]
+                assert result.info["parameters"] == "a red fox\nSteps: 20, Seed: 7"
     finally:
         refresh_model_upscalers(tmp_path / "none")

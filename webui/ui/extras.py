@@ -59,13 +59,14 @@ def run(state: SharedState, mode: str, image, files, input_dir: str, output_dir:
         for name, source in sources:
             result = run_extras(params, source, state.flags.models_dir, str(getattr(state.models.slot, "device", "cpu")))
             chunks = result.pnginfo(source)
+            shown_info = "\n".join(chunks[key] for key in ("parameters", "postprocessing") if chunks.get(key))
             save_image(result.image, outdir, seed=None, prompt=None, infotext=chunks.pop("parameters", None),
                        pattern="", existing_pnginfo=chunks)
             shown.append(result.image)
-            infos.append(result.infotext)
+            infos.append(shown_info)  # the result's PNG info: the source's parameters, then what was done
     except (ExtrasError, FaceRestorationUnavailable, ModelFileError, OSError, UnidentifiedImageError) as error:
         return shown if show_results else [], f'<div class="error">{html.escape(str(error))}</div>'
-    text = "".join(f"<p>{html.escape(info)}</p>" for info in dict.fromkeys(infos) if info)
+    text = "".join(f"<p>{html.escape(info).replace(chr(10), '<br>')}</p>" for info in dict.fromkeys(infos) if info)
     return shown if show_results else [], text or "<p>Nothing to do: choose an upscaler or a face restorer.</p>"
 
 
