@@ -3,6 +3,7 @@ Hugging Face folders a user puts in models/BLIP and models/clip_interrogator (or
 
 import base64
 import io
+import json
 import re
 import shutil
 
@@ -73,6 +74,14 @@ def test_models_are_found_in_the_a1111_folders_and_missing_ones_are_named(tmp_pa
     install(tmp_path, tiny, blip=False)
     assert find_models(tmp_path, hf_cache=tmp_path / "empty-cache") == (
         tmp_path / "BLIP" / "my-blip", tmp_path / "clip_interrogator" / "my-clip")
+
+
+def test_a_blip_folder_of_another_head_is_passed_over(tmp_path, tiny):
+    install(tmp_path, tiny)
+    retrieval = shutil.copytree(tiny[0], tmp_path / "BLIP" / "a-retrieval-model")  # sorts first
+    config = json.loads((retrieval / "config.json").read_text(encoding="utf-8"))
+    (retrieval / "config.json").write_text(json.dumps({**config, "architectures": ["BlipForImageTextRetrieval"]}))
+    assert find_models(tmp_path, hf_cache=tmp_path / "empty-cache")[0] == tmp_path / "BLIP" / "my-blip"
 
 
 def test_models_in_the_local_hugging_face_cache_are_used_when_the_folders_are_empty(tmp_path, tiny):

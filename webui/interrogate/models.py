@@ -36,18 +36,24 @@ class ModelSpec:
     what: str  # shown in messages: "BLIP caption model"
     folder: str  # under the models dir
     model_type: str  # config.json's "model_type"
+    architecture: str  # the class it loads as; a folder that names other architectures holds another head
     repos: tuple[str, ...]  # looked for in the Hugging Face cache
 
 
-BLIP = ModelSpec("BLIP caption model", BLIP_FOLDER, "blip", BLIP_REPOS)
-CLIP = ModelSpec("CLIP model", CLIP_FOLDER, "clip", CLIP_REPOS)
+BLIP = ModelSpec("BLIP caption model", BLIP_FOLDER, "blip", "BlipForConditionalGeneration", BLIP_REPOS)
+CLIP = ModelSpec("CLIP model", CLIP_FOLDER, "clip", "CLIPModel", CLIP_REPOS)
 
 
-def _model_type(folder: Path) -> str | None:
+def holds(folder: Path, spec: ModelSpec) -> bool:
+    """Whether folder/config.json is of spec's model type and architecture (one that names none is taken)."""
     try:
-        return json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
-    except (OSError, ValueError, AttributeError):
-        return None
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(config, dict) or config.get("model_type") != spec.model_type:
+        return False
+    architectures = config.get("architectures") or []
+    return not architectures or spec.architecture in architectures
 
 
 def _cached_repo(repo: str, hf_cache: Path | None) -> Path | None:
@@ -59,15 +65,15 @@ def _cached_repo(repo: str, hf_cache: Path | None) -> Path | None:
 
 
 def find_model(spec: ModelSpec, models_dir: Path, hf_cache: Path | None = None) -> Path | None:
-    """The first folder (by name) under models/<spec.folder> whose config.json is of the right model type (the
-    folder itself may be one), else the first of spec.repos in the Hugging Face cache; None if neither."""
+    """The first folder (by name) under models/<spec.folder> whose config.json is of the right model type and
+    architecture (the folder itself may be one), else the first of spec.repos in the Hugging Face cache; None if neither."""
     root = models_dir / spec.folder
     candidates = [root, *sorted(path for path in root.iterdir() if path.is_dir())] if root.is_dir() else []
     for folder in candidates:
-        if _model_type(folder) == spec.model_type:
+        if holds(folder, spec):
             return folder
     for repo in spec.repos:
-        if (folder := _cached_repo(repo, hf_cache)) is not None and _model_type(folder) == spec.model_type:
+        if (folder := _cached_repo(repo, hf_cache)) is not None and holds(folder, spec):
             return folder
     return None
 
