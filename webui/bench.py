@@ -2,6 +2,8 @@
 
     python -m webui.bench                      # CPU: a small SD1-shaped model, 256x256
     python -m webui.bench --arch sd15 --size 512 --dtype fp16   # on a GPU: real SD1.5 shapes
+    python -m webui.bench --family sdxl        # SDXL (small on CPU; --arch full: real shapes, 1024x1024 on a GPU)
+    python -m webui.bench --family flux        # Flux.1 dev: distilled guidance 3.5, CFG 1, Euler
 
 Both sides get the same UNet, VAE and text encoder, DPM++ 2M with Karras sigmas, CFG 7,
 the same step count and size, and are timed end to end (text encoding, sampling, VAE
@@ -73,13 +75,17 @@ def timed(function, device: torch.device) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--arch", choices=["small", "sd15"], default=None, help="default: sd15 on CUDA, small on CPU")
+    parser.add_argument("--arch", choices=["small", "sd15", "full"], default=None,
+                        help="default: real shapes (sd15 / full) on CUDA, small on CPU")
     parser.add_argument("--size", type=int, default=None, help="default: 512 on CUDA, 256 on CPU")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--dtype", choices=["fp16", "bf16", "fp32"], default=None, help="default: fp16 on CUDA")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per case; the best is reported")
+    parser.add_argument("--family", choices=["sd1", "sdxl", "flux"], default="sd1")
     args = parser.parse_args()
+    if args.family != "sd1":
+        return family_bench(args)
 
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 
@@ -146,6 +152,51 @@ def main() -> None:
     ratio = results["diffusers StableDiffusionPipeline"][0] / results["ours (txt2img)"][0]
     swap = results["ours, prompt edited at step 10"][0] / results["ours (txt2img)"][0]
     print(f"ours / diffusers speed: {ratio:.3f}x; edited-prompt time / plain-prompt time: {swap:.3f}")
+
+
+def family_bench(args) -> None:
+    """Ours against the family's diffusers pipeline on the same random weights, Euler on the model's own
+    schedule (SDXL: CFG 7; Flux: CFG 1 with distilled guidance 3.5)."""
+    from . import bench_models
+    from .generation.params import Txt2ImgParams
+    from .generation.processing import txt2img
+
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    full = (args.arch or ("full" if cuda else "small")) in ("full", "sd15")
+    size = args.size or ((1024 if full else 256) if cuda else 256)
+    default_dtype = ("bf16" if args.family == "flux" else "fp16") if cuda else "fp32"
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype or default_dtype]
+    model, pipe = getattr(bench_models, args.family)(full, device, dtype)
+    pipe.set_progress_bar_config(disable=True)
+    prompt = "a photo of a cat sitting on a red sofa, detailed, soft light"
+    flux = args.family == "flux"
+    cfg = 1.0 if flux else 7.0
+
+    def run_diffusers():
+        extra = {"guidance_scale": 3.5} if flux else {"guidance_scale": cfg}
+        pipe(prompt, num_inference_steps=args.steps, height=size, width=size, num_images_per_prompt=args.batch_size,
+             generator=torch.Generator(device).manual_seed(1), **extra)
+
+    def run_ours(text):
+        params = Txt2ImgParams(prompt=text, steps=args.steps, width=size, height=size, batch_size=args.batch_size,
+                               seed=1, sampler_name="Euler", cfg_scale=cfg, save_images=False,
+                               distilled_cfg_scale=3.5 if flux else None)
+        return lambda: txt2img(model, params)
+
+    cases = {f"diffusers {type(pipe).__name__}": run_diffusers, "ours (txt2img)": run_ours(prompt),
+             "ours, prompt edited at step 10": run_ours(prompt.replace("a cat", "[a cat:a dog:10]"))}
+    print(f"device: {torch.cuda.get_device_name() if cuda else 'CPU'}; torch {torch.__version__}; {args.family} "
+          f"{'full' if full else 'small'} random weights, {size}x{size}, {args.steps} steps, batch {args.batch_size}, "
+          f"{str(dtype).split('.')[-1]}, Euler, CFG {cfg:g}{' + distilled 3.5' if flux else ''}")
+    results = {}
+    for name, run in cases.items():
+        run()
+        results[name] = min(timed(run, device) for _ in range(args.repeat))
+        seconds, peak = results[name]
+        print(f"{name:36} {args.steps / seconds:7.2f} it/s  {seconds:7.3f} s  peak {peak:6.2f} GiB")
+    reference = next(iter(results.values()))[0]
+    print(f"ours / diffusers speed: {reference / results['ours (txt2img)'][0]:.3f}x")
 
 
 if __name__ == "__main__":
