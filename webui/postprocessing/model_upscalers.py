@@ -26,7 +26,8 @@ TILE_SIZE = 192  # A1111's ESRGAN_tile / ESRGAN_tile_overlap defaults
 TILE_OVERLAP = 8
 MAX_PASSES = 3
 
-_lock = threading.Lock()  # one model upscale at a time: the network and its memory are shared
+_run_lock = threading.Lock()  # one model upscale at a time: the network and its memory are shared
+_lock = threading.Lock()  # the list of registered files
 _registered: dict[str, ModelFile] = {}
 _missing: list[str] = []
 
@@ -34,7 +35,7 @@ _missing: list[str] = []
 def upscale_with_model(file: ModelFile, image: Image.Image, width: int, height: int,
                        device: torch.device | str = "cpu") -> Image.Image:
     """`image` upscaled with the network in `file` to exactly `width` x `height`."""
-    with _lock:
+    with _run_lock:
         network = load_network(file.path, device)
         dtype = next(network.model.parameters()).dtype
         for _ in range(MAX_PASSES):
