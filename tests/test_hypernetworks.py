@@ -160,3 +160,12 @@ def test_api_lists_and_applies_hypernetworks(server):
         assert np.array_equal(image_of(http.post("/sdapi/v1/txt2img", json={**SMALL, "prompt": "a fox"})),
                               image_of(tagged))
         assert http.post("/sdapi/v1/options", json={"sd_hypernetwork": "None"}).status_code == 200
+
+
+def test_extra_networks_card_inserts_the_tag(server):
+    from webui.ui.extra_networks import SECTIONS
+
+    url, state, root = server
+    cards, hint = SECTIONS["Hypernetworks"]
+    assert [(card.name, card.insert) for card in cards(state, True)] == [("tiny_hn", "<hypernet:tiny_hn:1>")]
+    assert "hypernetworks" in hint(state)  # with no files, the hint names the folder
