@@ -253,3 +253,25 @@ def test_api_lists_families_and_runs_flux_with_its_defaults(tmp_path, folders):
     finally:
         live.stop()
         state.queue.stop()
+
+
+def test_diffusers_format_lora_reaches_the_flux_transformer_and_is_removed_after(models, tmp_path):
+    from safetensors.torch import save_file
+
+    from webui.networks.lora import LoraLibrary
+
+    model = models["flux"]
+    g = torch.Generator().manual_seed(0)
+    state = {}
+    for block in ("transformer_blocks.0.attn.to_q", "single_transformer_blocks.0.attn.to_k"):
+        state[f"transformer.{block}.lora_A.weight"] = torch.randn(4, 16, generator=g)
+        state[f"transformer.{block}.lora_B.weight"] = torch.randn(16, 4, generator=g)
+    save_file(state, str(tmp_path / "style.safetensors"))
+    library = LoraLibrary(tmp_path)
+    before = {k: v.clone() for k, v in model.unet.state_dict().items()}
+    plain = txt2img(model, params(cfg_scale=1.0), networks=library)
+    styled = txt2img(model, params(prompt="a (red:1.3) house <lora:style:1>", cfg_scale=1.0), networks=library)
+    assert not styled.warnings, styled.warnings
+    assert "Lora hashes" in styled.infotexts[0]
+    assert not np.array_equal(pixels(plain.images[0]), pixels(styled.images[0]))
+    assert all(torch.equal(before[k], v) for k, v in model.unet.state_dict().items())
