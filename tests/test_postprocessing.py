@@ -153,3 +153,26 @@ def test_model_upscalers_are_a1111_upscaler_objects_for_extensions(models):
     entry = next(u for u in sd_upscalers() if u.name == "4x-Tiny")
     assert entry.data_path == str(path) and entry.scale == 4
     assert entry.scaler.upscale(_picture(), 2, entry.data_path).size == (48, 32)  # A1111: multiples of 8
+
+
+def test_extras_tab_batch_from_a_folder(models, tmp_path):
+    from webui.flags import parse_flags
+    from webui.state import SharedState
+    from webui.ui.extras import MODES, run
+
+    tiny_esrgan(models / "ESRGAN" / "4x-Tiny.pth")
+    refresh_model_upscalers(models)
+    source, target = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    _picture().save(source / "a.png")
+    _picture(16, 16).save(source / "b.jpg")
+    (source / "notes.txt").write_text("not an image")
+    args = (None, None, str(source), str(target), True, "by", 2.0, 512, 512, True, "4x-Tiny", "None", 0.0, 0.0, 0.0, 0.0)
+    state = SharedState.create(parse_flags(["--data-dir", str(tmp_path), "--use-cpu", "all"]))
+    shown, info = run(state, MODES[2], *args)
+    assert [image.size for image in shown] == [(48, 32), (32, 32)]
+    assert sorted(Image.open(p).size for p in target.glob("*.png")) == [(32, 32), (48, 32)]
+    assert "Postprocess upscaler: 4x-Tiny" in info
+    hidden = SharedState.create(parse_flags(["--data-dir", str(tmp_path), "--use-cpu", "all", "--hide-ui-dir-config"]))
+    shown, info = run(hidden, MODES[2], *args)
+    assert shown == [] and "--hide-ui-dir-config" in info
