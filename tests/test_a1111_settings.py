@@ -94,3 +94,19 @@ def test_stored_only_settings_are_named_on_the_settings_tab_not_shown_as_control
     text = inert_options_html()
     assert "<code>ESRGAN_tile</code>" in text and "<code>send_seed</code>" in text
     assert not any(f"<code>{key}</code>" in text for key in FIELDS)  # what acts is never listed as inert
+
+
+def test_no_code_reads_a_setting_listed_as_stored_only():
+    """A setting read somewhere in webui/ must not be named "no effect here": its reader declares it
+    (state.OPTION_DEFAULTS or a1111_options.READ_ELSEWHERE)."""
+    import re
+    from pathlib import Path
+
+    import webui
+
+    inert = set(inert_options(OPTION_DEFAULTS))
+    read = re.compile(r'(?:options|opts|settings|values|overrides)(?:\.get\(|\[)\s*"(\w+)"|\bopts\.(\w+)')
+    found = {(path.name, m[1] or m[2]) for path in Path(webui.__file__).parent.rglob("*.py")
+             if path.name != "a1111_options.py" for m in read.finditer(path.read_text(encoding="utf-8"))}
+    assert not {(name, key) for name, key in found if key in inert}
+    assert any(key == "outdir_save" for _, key in found)  # the scan sees compat's reads

@@ -186,15 +186,21 @@ A1111_CHOICES: dict[str, tuple[str, ...]] = {
 API_RESTRICTED = frozenset({"api_enable_requests", "api_forbid_local_requests", "api_useragent"})
 
 
-# A1111 settings that only A1111's own code paths read, as we provide them to extensions (webui/compat: the Save
-# button's folders, `images.save_image`'s naming): they act for extensions, not for our own tabs.
-READ_FOR_EXTENSIONS = frozenset({
+# A1111 settings our code reads outside state.OPTION_DEFAULTS: A1111's own code paths as we provide them to
+# extensions (webui/compat: the Save button's folders, `images.save_image`'s naming), and features that read
+# A1111's keys where they are used (interrogate, face restoration, tiling). A new reader adds its keys here;
+# tests/test_a1111_settings.py fails while code reads a key this module calls stored-only.
+READ_ELSEWHERE = frozenset({
     "outdir_save", "use_save_to_dirs_for_ui", "temp_dir", "save_txt", "save_to_dirs", "save_selected_only", "n_rows",
     "grid_save_to_dirs", "directories_filename_pattern",
+    "interrogate_keep_models_in_memory", "interrogate_return_ranks", "interrogate_clip_num_beams",
+    "interrogate_clip_min_length", "interrogate_clip_max_length", "interrogate_clip_dict_limit",
+    "interrogate_clip_skip_categories",
+    "face_restoration", "face_restoration_model", "code_former_weight", "tiling",
 })
 
 
 def inert_options(acting: set[str] | dict) -> list[str]:
     """The A1111 keys stored but not acted on here: those neither among `acting` (the settings our code reads:
-    state.OPTION_DEFAULTS) nor read for extensions."""
-    return sorted(key for key in A1111_OPTIONS if key not in acting and key not in READ_FOR_EXTENSIONS)
+    state.OPTION_DEFAULTS) nor in READ_ELSEWHERE."""
+    return sorted(key for key in A1111_OPTIONS if key not in acting and key not in READ_ELSEWHERE)
