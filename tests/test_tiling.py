@@ -112,7 +112,8 @@ def test_txt2img_with_tiling_makes_an_image_that_wraps_round(model, tmp_path):
     def wrap_error(tiled: bool) -> float:
         p = lambda: Txt2ImgParams(**common, tiling=tiled)  # noqa: E731
         image = np.asarray(txt2img(model, p(), outputs_root=tmp_path).images[0], dtype=np.float32)
-        shifted = np.asarray(txt2img(model, p(), outputs_root=tmp_path, hooks=ShiftStart(4)).images[0], dtype=np.float32)
+        shifted = txt2img(model, p(), outputs_root=tmp_path, hooks=ShiftStart(4)).images[0]
+        shifted = np.asarray(shifted, dtype=np.float32)
         return float(np.abs(np.roll(image, 32, axis=1) - shifted).max())
 
     assert wrap_error(True) <= 2

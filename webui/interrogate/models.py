@@ -66,7 +66,8 @@ def _cached_repo(repo: str, hf_cache: Path | None) -> Path | None:
 
 def find_model(spec: ModelSpec, models_dir: Path, hf_cache: Path | None = None) -> Path | None:
     """The first folder (by name) under models/<spec.folder> whose config.json is of the right model type and
-    architecture (the folder itself may be one), else the first of spec.repos in the Hugging Face cache; None if neither."""
+    architecture (the folder itself may be one), else the first of spec.repos in the Hugging Face cache; None if
+    neither."""
     root = models_dir / spec.folder
     candidates = [root, *sorted(path for path in root.iterdir() if path.is_dir())] if root.is_dir() else []
     for folder in candidates:
