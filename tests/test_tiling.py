@@ -181,3 +181,12 @@ def test_the_api_takes_tiling_and_the_infotext_says_so(tmp_path):
     image = Image.open(io.BytesIO(base64.b64decode(tiled.json()["images"][0])))
     assert "Tiling: True" in read_infotext(image)
     assert plain.status_code == 200 and "Tiling" not in json.loads(plain.json()["info"])["infotexts"][0]
+
+
+def test_pasting_an_infotext_with_tiling_ticks_the_checkbox():
+    from webui.ui.common import Controls, pasted_values
+
+    tiling_box, steps = object(), object()  # stand-ins: pasting only maps infotext keys to components
+    controls = Controls(fields={"tiling": tiling_box, "steps": steps})
+    assert pasted_values("bricks\nSteps: 3, Sampler: Euler, Tiling: True", controls) == {steps: 3, tiling_box: True}
+    assert tiling_box not in pasted_values("bricks\nSteps: 3, Sampler: Euler, Seed: 1", controls)
