@@ -7,7 +7,7 @@
 Dependencies (pyproject.toml) are installed into the Python environment that runs this
 script; run it from a virtual environment to keep them apart. torch is installed first,
 by the command in the TORCH_COMMAND environment variable when it is set (as in A1111),
-for example TORCH_COMMAND="pip install torch==2.13.0" for a CPU-only machine.
+for example TORCH_COMMAND="pip install torch==2.14.1 torchvision==0.29.1".
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def install_missing(with_tests: bool) -> None:
     requirements = declared_requirements(with_tests)
     torch = next(req for req in requirements if req.name == "torch")
     if not is_satisfied(torch):
-        default = f'pip install "{torch}"'
+        default = f'pip install "{torch}" torchvision'  # a matching pair, as A1111 installs them
         run_step(pip_command(os.environ.get("TORCH_COMMAND", default)), "installing torch")
         importlib.invalidate_caches()
         if not is_satisfied(torch):
