@@ -190,11 +190,11 @@ class Txt2ImgParams:
             problems.append(problem)
         if self.eta is not None and (problem := number_problem("eta", self.eta, 0, 1)) is not None:
             problems.append(problem)
-        if self.seed_resize_from_w > 0 and self.seed_resize_from_h > 0:  # otherwise off, as in A1111
-            problems += self._size_problems("seed_resize_from_w", "seed_resize_from_h", self.seed_resize_from_w,
         if self.distilled_cfg_scale is not None and \
                 (problem := number_problem("distilled_cfg_scale", self.distilled_cfg_scale, 0, 100)) is not None:
             problems.append(problem)
+        if self.seed_resize_from_w > 0 and self.seed_resize_from_h > 0:  # otherwise off, as in A1111
+            problems += self._size_problems("seed_resize_from_w", "seed_resize_from_h", self.seed_resize_from_w,
                                             self.seed_resize_from_h, smallest=1, multiple=1)
         problems += self._seed_problems(count)
         problems += self._prompt_problems()

@@ -336,12 +336,12 @@ def infotext_params(model: SDModel, p: Txt2ImgParams, choice: SamplerChoice, see
         "Tiling": True if p.tiling else None,
         "Emphasis": settings.emphasis if settings.emphasis != "Original" and uses_emphasis else None,
         "Old prompt editing timelines": True if settings.use_old_scheduling else None,
-    }
-    if p.enable_hr:
-        params.update(hires_infotext_params(p, choice, texts))
         # "Distilled CFG Scale", "Shift": what the model's family adds
         **model.family.infotext_params(model, model.family.noise_schedule(model, p.width, p.height),
                                        p.distilled_cfg_scale),
+    }
+    if p.enable_hr:
+        params.update(hires_infotext_params(p, choice, texts))
     params["Version"] = VERSION
     return params
 
