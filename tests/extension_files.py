@@ -127,3 +127,47 @@ def diagnosed_extension(extensions: Path, name: str = "halfworks") -> Path:
                             "HELPER = getattr(shared, 'helper_we_lack', None)\n"),
         "javascript/bad.js": "// throws once the page has loaded\nnull.boom();\n",
     })
+
+
+GRADIO3_TAB_SCRIPT = '''\
+import gradio as gr
+from modules import script_callbacks
+
+
+def renewed(name):
+    return lambda: (f"renewed {name}", gr.update(visible=True))
+
+
+def on_ui_tabs():
+    with gr.Blocks(analytics_enabled=False) as tab:
+        with gr.Tabs(elem_id="gr3_tabs"):
+            gr.Textbox("from python", visible=False, elem_id="gr3_bridge")  # beside the tabs: Gradio 3 allowed it
+            for name in ("first", "second"):
+                with gr.Tab(name.title(), elem_id=f"gr3_{name}"):
+                    result = gr.Textbox("", label=f"{name} result", elem_id=f"gr3_{name}_result")
+                    with gr.Row(visible=False, elem_id=f"gr3_{name}_panel") as panel:
+                        renew = gr.Button("Renew", elem_id=f"gr3_{name}_renew")
+                    renew.click(renewed(name), None, [result, panel])
+    return [(tab, "Gradio 3 habits", "gr3habits")]
+
+
+script_callbacks.on_ui_tabs(on_ui_tabs)
+'''
+
+# What images-browser's page script does when the page loads: read a hidden textbox, count the tab buttons,
+# and click a hidden button in a tab not opened yet.
+GRADIO3_TAB_JS = '''\
+onUiLoaded(() => {
+    const bridge = gradioApp().querySelector("#gr3_bridge textarea");
+    document.body.dataset.gr3Bridge = bridge ? bridge.value : "missing";
+    document.body.dataset.gr3TabButtons = gradioApp().getElementById("gr3_tabs").querySelector("div").querySelectorAll("button").length;
+    const renew = gradioApp().getElementById("gr3_second_renew");
+    document.body.dataset.gr3Renew = renew ? "found" : "missing";
+    if (renew) renew.click();
+});
+'''
+
+
+def gradio3_tab_extension(extensions: Path, name: str = "gr3habits") -> Path:
+    """A tab in Gradio 3's habits: hidden components and rows its page script uses, a textbox beside the tabs."""
+    return write(extensions / name, {"scripts/tab.py": GRADIO3_TAB_SCRIPT, "javascript/tab.js": GRADIO3_TAB_JS})

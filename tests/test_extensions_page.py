@@ -15,7 +15,8 @@ if not Path(CHROMIUM).exists():
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
-from extension_files import a1111_page_extension, broken_extensions, diagnosed_extension, good_extension, write  # noqa: E402
+from extension_files import (a1111_page_extension, broken_extensions, diagnosed_extension, good_extension,  # noqa: E402
+                             gradio3_tab_extension, write)
 from live_server import LiveServer  # noqa: E402
 from ui_helpers import open_page  # noqa: E402
 from webui.app import create_app, load_flags  # noqa: E402
@@ -148,4 +149,33 @@ def test_what_an_extension_lacks_is_shown_for_it(tmp_path):
         page.get_by_role("tab", name="Install from URL").click()
         page.get_by_role("tab", name="Installed").click()
         expect(row).to_contain_text("halfworks_level_we_lack")
+    state.queue.stop()
+
+
+def test_gradio3_hidden_blocks_and_tabs_are_in_the_page(tmp_path):
+    # As Gradio 3 drew them (images-browser relies on it): invisible components and rows are in the page, hidden,
+    # even in tabs not opened yet, so page scripts read and click them; a block beside the tabs neither
+    # doubles a tab button nor hangs the page; gr.update(visible=True) shows a hidden row.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    gradio3_tab_extension(tmp_path / "extensions")
+    flags, extensions = load_flags(["--data-dir", str(tmp_path), "--use-cpu", "all"])
+    state = SharedState.create(flags)
+    start_extensions(state, extensions)
+    errors = []
+    with LiveServer(create_app(state)) as live, open_page(f"{live.url}/", errors=errors) as page:
+        body = page.locator("body")
+        expect(body).to_have_attribute("data-gr3-bridge", "from python")
+        expect(body).to_have_attribute("data-gr3-renew", "found")
+        expect(body).to_have_attribute("data-gr3-tab-buttons", "2")
+        page.get_by_role("tab", name="Gradio 3 habits").click()
+        tabs = page.locator("#gr3_tabs")
+        expect(tabs.get_by_role("tab")).to_have_count(2)
+        expect(page.locator("#gr3_first_panel")).to_be_hidden()
+        expect(page.locator("#gr3_first_renew")).to_be_hidden()
+        expect(page.locator("#gr3_bridge")).to_be_hidden()
+        tabs.get_by_role("tab", name="Second").click()
+        expect(page.locator("#gr3_second_result textarea")).to_have_value("renewed second")  # the script's click
+        expect(page.locator("#gr3_second_renew")).to_be_visible()  # the click's gr.update(visible=True)
+        expect(page.locator("#gr3_first_panel")).to_be_hidden()
+        assert not errors, errors
     state.queue.stop()

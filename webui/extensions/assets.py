@@ -15,6 +15,8 @@ from urllib.parse import quote
 
 import gradio as gr
 
+from ..ui.gradio_compat import GRADIO3_HIDDEN
+
 PAGE_API = Path(__file__).resolve().parent / "js" / "webui.js"
 
 
@@ -32,6 +34,7 @@ def head_html(state) -> str:
     active = [ext for ext in state.extensions if ext.active]
     tags += [_script(prefix, path) for ext in active for path in ext.javascript]
     tags += [f'<link rel="stylesheet" href="{_url(prefix, ext.stylesheet)}">' for ext in active if ext.stylesheet]
+    tags.append(f"<style>.{GRADIO3_HIDDEN} {{ display: none !important; }}</style>")  # extensions' visible=False rows
     return "\n".join(tags)
 
 

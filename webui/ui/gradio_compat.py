@@ -33,7 +33,8 @@ from contextlib import contextmanager
 
 import gradio as gr
 import gradio.component_meta as component_meta
-from gradio.blocks import Block
+import gradio.blocks as gradio_blocks
+from gradio.blocks import Block, BlockContext
 from gradio.blocks_events import BlocksEvents
 from gradio.components.base import Component
 from gradio.events import Dependency
@@ -46,6 +47,8 @@ _users = 0  # open patch windows, over all threads
 _saved: list[tuple[type, str, object]] = []  # (class, attribute, original) to restore
 _installed = False
 _warned: set[tuple[str, str]] = set()
+GRADIO3_LAYOUT = "gradio3-layout"  # a layout an extension made with visible=False ...
+GRADIO3_HIDDEN = "gradio3-hidden"  # ... and hidden now (page CSS: display none; see assets.head_html)
 
 
 def _native(cls: type) -> type:
@@ -74,8 +77,46 @@ def install() -> None:
             return config
 
         Block.get_config = get_config
+        gr.Tabs.__exit__ = _tabs_exit(gr.Tabs.__exit__)
+        gradio_blocks.postprocess_update_dict = _hidden_layout_update(gradio_blocks.postprocess_update_dict)
         gr.inputs = sys.modules["gradio.inputs"] = _gradio3_inputs()
         from . import ui_components  # noqa: F401  (gr.Box; needs the stub writer off)
+
+
+def _hidden_layout_update(original):
+    """gr.update(visible=...) for a layout kept in the page by its class (gradio3_kwargs): the class comes and
+    goes instead, so the layout never leaves the page."""
+
+    @functools.wraps(original)
+    def postprocess_update_dict(block, update_dict: dict, postprocess: bool = True):
+        classes = _as_list(getattr(block, "elem_classes", None))
+        if isinstance(block, BlockContext) and GRADIO3_LAYOUT in classes and "visible" in update_dict:
+            shown = update_dict["visible"] is not False
+            block.visible = True
+            block.elem_classes = [c for c in classes if c != GRADIO3_HIDDEN] + ([] if shown else [GRADIO3_HIDDEN])
+            update_dict = {**update_dict, "visible": True, "elem_classes": block.elem_classes}
+        return original(block, update_dict, postprocess)
+
+    return postprocess_update_dict
+
+
+def _tabs_exit(original):
+    """Gradio 3 let a gr.Tabs hold other blocks beside its tabs (images-browser keeps a hidden textbox there);
+    Gradio 6's tab bar miscounts its tabs then (one shown twice, one missing) and the page can hang. In
+    extension UI such a block moves out, just before the Tabs, where Gradio 3 drew it too (above the tabs)."""
+
+    @functools.wraps(original)
+    def exit_tabs(self, exc_type=None, *args):
+        parent = getattr(self, "parent", None)
+        if exc_type is None and _compat_active() and parent is not None and self in parent.children:
+            strays = [child for child in self.children if not isinstance(child, gr.Tab) and child.breaks_grouping()]
+            for child in strays:
+                self.children.remove(child)
+                parent.children.insert(parent.children.index(self), child)
+                child.parent = parent
+        return original(self, exc_type, *args)
+
+    return exit_tabs
 
 
 def _gradio3_inputs() -> types.ModuleType:
@@ -247,12 +288,33 @@ def gradio3_kwargs(cls: type, signature: inspect.Signature, positional: int, kwa
         kwargs["type"] = "filepath" if kwargs["type"] == "file" else "binary"
     if issubclass(native, gr.Dropdown):
         kwargs.setdefault("allow_custom_value", True)  # Gradio 3 never checked values against choices
+    if issubclass(native, gr.Tabs) and "overflow_behavior" in signature.parameters:
+        kwargs.setdefault("overflow_behavior", "wrap")  # Gradio 3's tab bar: one button per tab, wrapped
+    if issubclass(native, gr.Tab) and "render_children" in signature.parameters:
+        # Gradio 3 put every tab's contents in the page at once; extensions' page scripts look up elements of
+        # tabs not yet opened (Gradio 4+ draws a tab's contents only when it is first opened).
+        kwargs.setdefault("render_children", True)
+    if kwargs.get("visible") is False and not issubclass(native, gr.Tab):
+        # Gradio 3 put invisible blocks in the page, hidden; extensions' page scripts read and click them
+        # (a hidden textbox as a bridge, a hidden "refresh" button in a hidden row). Gradio 4+ leaves
+        # visible=False out of the page entirely. Components have Gradio's own visible="hidden"; layouts
+        # ignore it, so they stay drawn and a class hides them (see hidden_layout_update).
+        if issubclass(native, BlockContext):
+            kwargs["visible"] = True
+            kwargs["elem_classes"] = [*_as_list(kwargs.get("elem_classes")), GRADIO3_LAYOUT, GRADIO3_HIDDEN]
+        elif _accepts_hidden(signature):
+            kwargs["visible"] = "hidden"
     parameters = signature.parameters
     if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
         for key in [k for k in kwargs if k not in parameters]:
             _warn(cls.__name__, key)
             del kwargs[key]
     return kwargs
+
+
+def _accepts_hidden(signature: inspect.Signature) -> bool:
+    parameter = signature.parameters.get("visible")
+    return parameter is not None and "hidden" in str(parameter.annotation)
 
 
 def _as_list(value) -> list:
