@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import gradio as gr
-from PIL import Image, ImageChops
+from PIL import Image, ImageChops, ImageEnhance, ImageFilter
 
 from ..generation.img2img import MASKED_CONTENT, RESIZE_MODES, Img2ImgParams
 from ..generation.params import ParamsError
@@ -18,7 +18,9 @@ from .interrogate import interrogate_button
 from .scripts import paste_into, script_ui
 from .txt2img import GenerationTab, prompt_row, wire_generation
 
-MODES = (("img2img", "img2img"), ("Sketch", "sketch"), ("Inpaint", "inpaint"), ("Inpaint upload", "inpaint_upload"))
+# A1111's order (its img2img mode numbers): img2img, Sketch, Inpaint, Inpaint sketch, Inpaint upload.
+MODES = (("img2img", "img2img"), ("Sketch", "sketch"), ("Inpaint", "inpaint"), ("Inpaint sketch", "inpaint_sketch"),
+         ("Inpaint upload", "inpaint_upload"))
 MASK_MODES = ("Inpaint masked", "Inpaint not masked")
 INPAINT_AREAS = ("Whole picture", "Only masked")
 
@@ -47,6 +49,26 @@ def painted_mask(editor: dict | None) -> Image.Image | None:
     return mask
 
 
+def sketched_inpaint(editor: dict | None, mask_alpha: float = 0, mask_blur: int = 0
+                     ) -> tuple[Image.Image | None, Image.Image | None]:
+    """A1111's Inpaint sketch: the colours painted over the image become the init image where they were painted
+    (blended in over `mask_blur` pixels), and where they were painted is the mask; Mask transparency
+    (`mask_alpha`, 0-100) dims the mask, so the painted colours guide the result less strictly."""
+    mask = painted_mask(editor)
+    if mask is None:
+        return None, None
+    original = editor["background"].convert("RGB")
+    sketch = (editor.get("composite") or original).convert("RGB")
+    if sketch.size != original.size:
+        sketch = sketch.resize(original.size, Image.Resampling.LANCZOS)
+    if mask_alpha:
+        mask = ImageEnhance.Brightness(mask).enhance(1 - float(mask_alpha) / 100)
+    if mask_blur:
+        blur = ImageFilter.GaussianBlur(mask_blur)
+        return Image.composite(sketch.filter(blur), original, mask.filter(blur)), mask
+    return Image.composite(sketch, original, mask), mask
+
+
 def init_image_and_mask(mode: int, data: dict, images: dict) -> tuple[Image.Image | None, Image.Image | None]:
     kind = MODES[mode][1]
     if kind == "img2img":
@@ -57,6 +79,10 @@ def init_image_and_mask(mode: int, data: dict, images: dict) -> tuple[Image.Imag
     if kind == "inpaint":
         editor = data[images["inpaint"]]
         return (editor or {}).get("background"), painted_mask(editor)
+    if kind == "inpaint_sketch":
+        # (Interrogate sends the editor alone: the sliders then count as 0.)
+        editor, mask_alpha, mask_blur = (data.get(key) for key in images["inpaint_sketch"])
+        return sketched_inpaint(editor, mask_alpha or 0, int(mask_blur or 0))
     image, mask = images["inpaint_upload"]
     return data[image], data[mask]
 
@@ -92,6 +118,13 @@ def build(state: SharedState, sessions: Sessions) -> Img2ImgTab:
                                                      brush=gr.Brush(colors=["#ffffff"], color_mode="fixed"),
                                                      layers=gr.LayerOptions(allow_additional_layers=False))
                     tabs.append(tab)
+                with gr.Tab("Inpaint sketch", id="inpaint_sketch", elem_id="img2img_inpaint_sketch_tab") as tab:
+                    inpaint_sketch = gr.ImageEditor(label="Color sketch inpainting", type="pil", format="png",
+                                                    elem_id="inpaint_sketch", sources=["upload", "clipboard"],
+                                                    height=420, brush=gr.Brush(color_mode="defaults"))
+                    mask_alpha = gr.Slider(0, 100, value=0, step=1, label="Mask transparency",
+                                           elem_id="img2img_mask_alpha")
+                    tabs.append(tab)
                 with gr.Tab("Inpaint upload", id="inpaint_upload", elem_id="img2img_inpaint_upload_tab") as tab:
                     images["inpaint_upload"] = (
                         gr.Image(label="Image for img2img", type="pil", image_mode="RGBA", format="png", elem_id="img_inpaint_base"),
@@ -99,8 +132,10 @@ def build(state: SharedState, sessions: Sessions) -> Img2ImgTab:
                     )
                     tabs.append(tab)
             interrogate_button(state, controls["prompt"], {mode, images["img2img"], images["sketch"], images["inpaint"],
-                                                           *images["inpaint_upload"]},
+                                                           inpaint_sketch, *images["inpaint_upload"]},
                                lambda data: init_image_and_mask(data[mode], data, images)[0])
+            for tab in tabs:  # every mode's editor in the page from the start, as A1111's (extensions look them up)
+                tab.render_children = True
             controls.fields["resize_mode"] = gr.Radio(list(RESIZE_MODES), value=RESIZE_MODES[0], type="index",
                                                       label="Resize mode", elem_id="resize_mode")
             with gr.Group(visible=False) as inpaint_options:
@@ -116,6 +151,7 @@ def build(state: SharedState, sessions: Sessions) -> Img2ImgTab:
                     controls.fields["inpaint_full_res_padding"] = gr.Slider(0, 256, value=32, step=4,
                                                                             label="Only masked padding, pixels",
                                                                             elem_id="img2img_inpaint_full_res_padding")
+            images["inpaint_sketch"] = (inpaint_sketch, mask_alpha, controls.fields["mask_blur"])
             sampler_controls(controls, "img2img")
             controls.fields["tiling"] = gr.Checkbox(False, label="Tiling", elem_id="img2img_tiling")
             size_batch_cfg_controls(controls, "img2img")
@@ -131,7 +167,8 @@ def build(state: SharedState, sessions: Sessions) -> Img2ImgTab:
     for index, tab in enumerate(tabs):
         tab.select(mode_selected(index), None, [mode, inpaint_options])
 
-    image_inputs = {mode, images["img2img"], images["sketch"], images["inpaint"], *images["inpaint_upload"]}
+    image_inputs = {mode, images["img2img"], images["sketch"], images["inpaint"], *images["inpaint_sketch"],
+                    *images["inpaint_upload"]}
 
     def make_params(state: SharedState, data: dict) -> Img2ImgParams:
         image, mask = init_image_and_mask(data[mode], data, images)
