@@ -23,6 +23,7 @@ class ExtraNetworkRegistry:
         self.networks: dict = {}
         self.aliases: dict = {}
         self.builtin: dict = {}  # ours that work the same way (hypernet): kept when extensions load again
+        self.pages: list = []  # extensions' tabs of cards (modules.ui_extra_networks.register_page)
 
     def register(self, network, alias: str | None = None, builtin: bool = False) -> None:
         self.networks[network.name] = network
@@ -34,6 +35,7 @@ class ExtraNetworkRegistry:
     def clear(self) -> None:
         self.networks.clear()
         self.aliases.clear()
+        self.pages.clear()
         self.networks.update(self.builtin)
 
     def lookup(self, name: str):

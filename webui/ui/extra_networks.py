@@ -3,6 +3,8 @@ checkpoints, with search and refresh."""
 
 from __future__ import annotations
 
+import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from .common import Sessions, choose_setting
 
 PREVIEW_SUFFIXES = (".png", ".preview.png", ".jpg", ".jpeg", ".webp")  # beside the file, as A1111
 CARD_SIZE = 160
+log = logging.getLogger(__name__)
 
 
 def _preview(path) -> Image.Image | str:
@@ -126,6 +129,39 @@ def extra_networks(state: SharedState, prompt: gr.Textbox, tab: str, sessions: S
             for label, (source, hint) in SECTIONS.items():
                 with gr.Tab(label):
                     _section(state, prompt, tab, label, source, hint, search, refresh, sessions)
+            for page in state.extra_networks.pages:  # extensions' pages (modules.ui_extra_networks)
+                with gr.Tab(page.title):
+                    _section(state, prompt, tab, page.title, functools.partial(page_cards, page=page),
+                             functools.partial(_page_hint, page=page), search, refresh, sessions)
+
+
+def page_cards(state: SharedState, rescan: bool, page) -> list[Card]:
+    """An extension page's items as cards (A1111's item dicts: name, filename, description, prompt as JS code,
+    local_preview). A page that fails lists nothing; the log says why."""
+    from modules.ui_extra_networks import prompt_text
+
+    try:
+        if rescan:
+            page.refresh()
+        items = list(page.list_items())
+    except Exception:
+        log.exception("the extra networks page %r could not list its items", getattr(page, "title", page))
+        return []
+    options = state.options.as_dict()
+    cards = []
+    for item in items:
+        if not isinstance(item, dict) or not item.get("name"):
+            continue
+        name = str(item["name"])
+        path = Path(item.get("local_preview") or item.get("filename") or name)
+        caption = " | ".join(str(part) for part in (name, item.get("description")) if part)
+        insert = prompt_text(str(item.get("prompt") or ""), options) or name  # never "" (that means a checkpoint)
+        cards.append(Card(name, path, caption, insert))
+    return cards
+
+
+def _page_hint(state: SharedState, page) -> str:
+    return f"The {page.title} page lists nothing (yet); press {icons.REFRESH} Refresh after adding files."
 
 
 def _section(state, prompt, tab, label, source, hint, search, refresh, sessions) -> None:
