@@ -13,6 +13,7 @@ from PIL import Image
 
 from checkpoint_files import write_diffusers_folder
 from tiny_models import make_tiny_model
+from webui.generation import batches as batches_module
 from webui.generation import img2img as img2img_module
 from webui.generation import masks
 from webui.generation.decoding import decode_latents, encode_pixels
@@ -311,7 +312,7 @@ def test_only_masked_pastes_back_in_place(sd1, monkeypatch):
     assert prepared.pixels.size == (64, 64) and prepared.mask.size == (64, 64)
 
     # Make the model's output solid green: green must appear exactly under the mask.
-    monkeypatch.setattr(img2img_module, "decode_latents",
+    monkeypatch.setattr(batches_module, "decode_latents",  # the shared batch loop decodes
                         lambda model, latents, **_: [Image.new("RGB", (64, 64), (0, 255, 0))] * len(latents))
     result = img2img(sd1, p)
     out, original = as_array(result.images[0]), as_array(image)

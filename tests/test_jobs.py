@@ -11,7 +11,7 @@ import webui.jobs as jobs
 from tiny_models import make_tiny_model
 from webui.generation.denoiser import JobControl
 from webui.generation.params import ParamsError, Txt2ImgParams
-from webui.generation.processing import Processed
+from webui.generation.batches import Processed
 from webui.jobs import JobQueue
 from webui.state import Options, SharedState
 
@@ -42,7 +42,7 @@ class Gate:
         self.order, self.release, self.entered = [], threading.Event(), threading.Event()
         self.hold = set()
 
-    def __call__(self, model, p, control: JobControl, root, **_):  # embeddings=, networks= (LoRA)
+    def __call__(self, model, p, control: JobControl, root, result=None, **_):  # embeddings=, networks= (LoRA)
         self.order.append(p.prompt)
         if p.prompt in self.hold:
             self.entered.set()
@@ -52,8 +52,11 @@ class Gate:
             raise ParamsError("steps must be between 1 and 1000")
         if p.prompt == "crash":
             raise RuntimeError("boom")
-        return Processed(images=[Image.new("RGB", (8, 8))], seeds=[p.seed], subseeds=[p.subseed],
-                         prompts=[p.prompt], negative_prompts=[""], infotexts=[p.prompt], paths=[])
+        result = result if result is not None else Processed()  # the engine fills the job's result when given one
+        for name, value in (("images", Image.new("RGB", (8, 8))), ("seeds", p.seed), ("subseeds", p.subseed),
+                            ("prompts", p.prompt), ("negative_prompts", ""), ("infotexts", p.prompt)):
+            getattr(result, name).append(value)
+        return result
 
 
 @pytest.fixture
@@ -145,9 +148,9 @@ def test_overrides_apply_to_one_job_only(queue, gate):
     seen = []
     original = gate.__call__
 
-    def record(model, p, control, root, **_):  # embeddings=, networks= (LoRA)
+    def record(model, p, control, root, **kwargs):  # embeddings=, networks= (LoRA), result=
         seen.append(p.settings.clip_skip)
-        return original(model, p, control, root)
+        return original(model, p, control, root, result=kwargs.get("result"))
 
     jobs.txt2img = record
     queue.start()
@@ -176,5 +179,29 @@ def test_real_model_progress_preview_and_interrupt_keeps_finished_batches(tmp_pa
         job.wait(30)
         assert job.status == "interrupted" and 1 <= len(job.result.images) <= 3
         assert job.result.seeds == [5, 6, 7][: len(job.result.images)]
+    finally:
+        q.stop()
+
+
+def test_a_job_without_scripts_runs_on_the_engine_without_building_p(tmp_path, monkeypatch):
+    import webui.extensions.processing as scripts_layer
+
+    def no_p(*args, **kwargs):
+        raise AssertionError("A1111's p was built for a job with no script")
+
+    monkeypatch.setattr(scripts_layer, "run_job", no_p)
+    state = make_state(tmp_path, FakeModels(make_tiny_model("sd1")))
+    q = JobQueue(state)
+    try:
+        batches = []
+        job = q.submit("txt2img", params("a cat", seed=5, n_iter=2, save_images=False), "o")
+        original = job._start_batch
+        job._start_batch = lambda batch, total=None: (batches.append((batch, total)), original(batch, total))
+        q.start()
+        job.wait(30)
+        assert job.status == "done" and job.result.seeds == [5, 6] and len(job.result.images) == 2
+        assert batches == [(0, 2), (1, 2)]  # progress follows the batches as the scripts layer reports them
+        assert scripts_layer.needs_scripts(state, "txt2img", [1])  # a chosen script (index 1) gets its p
+        assert not scripts_layer.needs_scripts(state, "txt2img", [0])
     finally:
         q.stop()

@@ -23,7 +23,8 @@ from .generation.denoiser import Interrupted, JobControl
 from .generation.images import output_folder_problem
 from .generation.params import Limits, ParamsError
 from .generation.img2img import img2img
-from .generation.processing import ModelUsed, Processed, txt2img
+from .generation.batches import ModelUsed, Processed
+from .generation.processing import txt2img
 from .models.model import SDModel
 from .state import OptionsError, SharedState, checked_settings
 
@@ -229,11 +230,11 @@ class JobQueue:
             job._finish("interrupted" if job.control.interrupted else "done")
 
     def _run_batches(self, job: Job, model, p, result: Processed) -> None:
-        # Every job goes through the scripts layer (webui/extensions/processing.py): it fixes the
-        # seeds once, then calls our engine batch by batch with each batch's prompts and seeds,
-        # which gives the same seeds per image as a single call and lets an interrupt keep
-        # earlier batches. Scripts (always-on, or the selected one's run()) hook in on the way.
-        from .extensions.processing import run_job
+        # A job that needs no script runs on the engine directly, filling the job's result batch by batch. Otherwise
+        # it goes through the scripts layer (webui/extensions/processing.py), which builds A1111's `p`, fixes the
+        # seeds once and calls our engine batch by batch with each batch's prompts and seeds (the same seeds per
+        # image as one call); scripts (always-on, or the selected one's run()) hook in on the way.
+        from .extensions.processing import needs_scripts, run_job
         from .networks import library_for_flags
         from .networks.embeddings import database_for  # textual inversion: the embeddings that fit a model
 
@@ -242,12 +243,16 @@ class JobQueue:
         # LoRA: the library of --lora-dir (else models/Lora), shared so parsed files stay cached.
         networks = library_for_flags(self.state.flags)
 
-        def generate(model, params, hooks):
+        def generate(model, params, hooks, result=None):
             embeddings = database_for(self.state).for_model(model) if isinstance(model, SDModel) else None
             ti = {"embeddings": embeddings} if embeddings is not None and embeddings.loaded else {}
             engine = txt2img if job.kind == "txt2img" else img2img
-            return engine(model, params, job.control, root, networks=networks, hooks=hooks, **ti)
+            return engine(model, params, job.control, root, networks=networks, hooks=hooks, result=result, **ti)
 
+        if not needs_scripts(self.state, job.kind, job.script_args, p, job.overrides):  # the engine, directly: no `p` needed
+            job.control.on_batch = job._start_batch
+            generate(model, p, None, result)
+            return
         run_job(self.state, job.kind, p, job.script_args, job.control, is_api=job.is_api, generate=generate,
                 model=model, outputs_root=root, overrides=job.overrides, result=result, on_batch=job._start_batch)
 
@@ -283,7 +288,8 @@ class JobQueue:
         `script_args`: A1111's script arguments (index 0 picks the selected script); None: defaults."""
         if kind not in KINDS:
             raise ValueError(f"unknown job kind {kind!r}; expected one of {', '.join(KINDS)}")
-        overrides = checked_overrides(override_settings, self.state.options.defaults())
+        known = self.state.options.defaults() if self.state.options is not None else None
+        overrides = checked_overrides(override_settings, known)
         if task_id is not None and len(task_id) > MAX_TASK_ID:
             raise ValueError(f"a task id may have at most {MAX_TASK_ID} characters")
         with self._cond:

@@ -411,6 +411,35 @@ def _take_result(result: GenerationResult, processed: Processed) -> None:
         result.size = (processed.width, processed.height)  # a script (an upscaler) may have changed it
 
 
+# Callback categories a generation job calls; an extension with any of them needs the scripts layer.
+JOB_CALLBACKS = ("before_image_saved", "image_saved", "extra_noise", "cfg_denoiser", "cfg_denoised", "cfg_after_cfg")
+
+
+def needs_scripts(state, tab: str, script_args: list | None, params=None, overrides: dict | None = None) -> bool:
+    """Whether a job must go through A1111's `p` (an always-on script, a chosen script, an extension's
+    callbacks or extra networks, or one of ours that works the same way and is used: a hypernetwork in
+    the prompts or the `sd_hypernetwork` setting); when not, the queue calls the engine directly."""
+    runner = state.runners.get(tab) if state.runners else None
+    if runner is None and state.scripts.classes:
+        runner = runner_for(state, tab)
+    if runner is not None and runner.alwayson_scripts:
+        return True
+    if script_args and isinstance(script_args[0], int) and script_args[0] > 0:  # A1111: index 0 is "None"
+        return True
+    callbacks = getattr(state, "callbacks", None)
+    if callbacks is not None and any(callbacks.callbacks(category) for category in JOB_CALLBACKS):
+        return True
+    registry = getattr(state, "extra_networks", None)
+    if registry is None or not registry.networks:
+        return False
+    if any(network not in registry.builtin.values() for network in registry.networks.values()):
+        return True
+    prompts = [getattr(params, name, "") or "" for name in ("prompt", "negative_prompt", "hr_prompt")]
+    prompts += list(getattr(params, "all_prompts", None) or [])
+    setting = {**state.options.as_dict(), **(overrides or {})}.get("sd_hypernetwork") or "None"
+    return setting != "None" or any(f"<{name}:" in text for name in registry.builtin for text in prompts)
+
+
 def runner_for(state, tab: str):
     """The tab's ScriptRunner; built on first use when scripts are loaded but no UI built them."""
     runner = state.runners.get(tab)

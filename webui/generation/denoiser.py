@@ -29,11 +29,12 @@ class Skipped(Exception):
 
 @dataclass
 class JobControl:
-    """Flags checked before every denoiser call, and a hook called after each step."""
+    """Flags checked before every denoiser call, and hooks called after each step and as each batch starts."""
 
     interrupted: bool = False
     skipped: bool = False
     on_step: Callable[[dict], None] | None = field(default=None, repr=False)
+    on_batch: Callable[[int, int], None] | None = field(default=None, repr=False)  # (batch index, batches)
 
     def check(self) -> None:
         if self.interrupted:

@@ -7,7 +7,6 @@ the original is pasted back over the rest. Parameters and infotext keys are A111
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,24 +16,21 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from ..models.model import SDModel
+from ..networks import LoraLibrary
 from . import infotext as infotext_format
 from . import masks
-from .conditioning import EncodeOptions, PromptEncoder
-from .decoding import decode_latents, encode_pixels
-from .denoiser import JobControl, Skipped
+from .batches import JobKind, Processed, run_batches
+from .conditioning import EncodeOptions
+from .decoding import encode_pixels
+from .denoiser import JobControl
 from .hooks import NO_HOOKS, Batch, GenerationHooks
 from .images import check_output_folder, date_subfolder
 from .params import ParamsError, Txt2ImgParams, number_problem
-from ..networks import LoraLibrary, activated_loras, prompt_networks
-from .processing import (
-    Processed, entry, image_batches, image_extra_params, image_texts, infotext_params, with_extra_params,
-)
-from .prompt_conditioning import encode_batch
+from .processing import infotext_params
 from .rng import ImageRNG
 from .sampling import (
     SamplerExtras, check_size, choose_sampler, img2img_steps, pass_conditioning, plan_sampling, run_pass,
 )
-from .tiling import tiling
 
 RESIZE_MODES = ("Just resize", "Crop and resize", "Resize and fill", "Just resize (latent upscale)")
 MASKED_CONTENT = ("fill", "original", "latent noise", "latent nothing")  # A1111's infotext spellings
@@ -163,14 +159,13 @@ def _to_tensor(images: list[Image.Image], device) -> torch.Tensor:
 
 def img2img(model: SDModel, p: Img2ImgParams, control: JobControl | None = None,
             outputs_root: Path = Path("outputs"), networks: LoraLibrary | None = None,
-            embeddings=None, hooks: GenerationHooks | None = None) -> Processed:
+            embeddings=None, hooks: GenerationHooks | None = None, result: Processed | None = None) -> Processed:
     """`embeddings`: textual inversion (networks.embeddings.ModelEmbeddings for this model), or None.
     LoRA (webui/networks) and `hooks` (extension scripts): as in txt2img."""
     p.validate()
     hooks = hooks or NO_HOOKS
     control = control or JobControl()
     choice = choose_sampler(p.sampler_name, p.scheduler)
-    started = time.perf_counter()
     sources = [load_image(image, "init image") for image in p.init_images]
     mask = load_image(p.mask, "mask") if p.mask is not None else None
     prepared = [prepare_init_image(image, mask, p) for image in sources]
@@ -189,45 +184,20 @@ def img2img(model: SDModel, p: Img2ImgParams, control: JobControl | None = None,
     if p.save_images:  # before any compute: a folder that cannot take the images would lose them
         check_output_folder(outdir, shown_from=Path(outputs_root).parent)
 
-    result = Processed()
-    for batch in image_batches(p):
-        if control.interrupted:  # the interrupted batch was the last
-            break
-        inits = [prepared[i % len(prepared)] for i in range(p.batch_size)]
-        hooks.before_batch(batch)
-        tags = prompt_networks(batch.prompts[0])  # A1111 reads a batch's extra networks from its first prompt
-        with activated_loras(model, tags, networks) as active, tiling(model, p.tiling):  # tiling: sampling to decoding
-            hooks.after_networks(batch, tags)
-            # Textual inversion: records the embeddings used. An interrupt stops a long prompt's encoding.
-            encoder = PromptEncoder(model, embeddings, before_chunk=control.check_interrupted)
-            conds, unconds = encode_batch(encoder, batch.prompts, batch.negative_prompts, schedule_steps, options,
-                                          settings.use_old_scheduling)
-            try:
-                latents = _sample_img2img(model, p, plan, sigmas, inits, conds, unconds, batch, control, hooks)
-            except Skipped:
-                result.warn(active.warnings)
-                continue
-            images = hooks.postprocess_batch(batch, decode_latents(model, hooks.post_sample(batch, latents),
-                                                                   tiled=settings.tiled_vae_decode,
-                                                                   nan_check=settings.nan_check))
-        result.warn(active.warnings)
-        extra_params = {**active.infotext, **encoder.infotext_params()}  # "Lora hashes", "TI hashes"
-        for i, image in enumerate(images):
-            if p.face_restoration is not None:  # restore_faces, as A1111: after decoding, before the scripts
-                image = p.face_restoration(image)
-            image = hooks.postprocess_image(batch, i, image)
-            init = inits[min(i, len(inits) - 1)]
-            if init.overlay is not None:
-                image = masks.apply_overlay(image, init.overlay, init.paste_to)
-            image = hooks.after_composite(batch, i, image)
-            seed, subseed = entry(batch.seeds, i), entry(batch.subseeds, i)
-            texts = image_texts(batch, i)
-            params = with_extra_params(img2img_infotext_params(model, p, choice, seed, subseed, texts),
-                                       {**extra_params, **image_extra_params(p, batch, i, hooks)})
-            result.add(image, p, params, seed, subseed, outdir, prompt=texts[0], negative_prompt=texts[1],
-                       hooks=hooks)
-    result.seconds = time.perf_counter() - started
-    return result
+    inits = [prepared[i % len(prepared)] for i in range(p.batch_size)]
+
+    def composite(index: int, image: Image.Image) -> Image.Image:
+        init = inits[min(index, len(inits) - 1)]
+        return masks.apply_overlay(image, init.overlay, init.paste_to) if init.overlay is not None else image
+
+    kind = JobKind(
+        lambda batch, conds, unconds, encoder: _sample_img2img(model, p, plan, sigmas, inits, conds, unconds, batch,
+                                                               control, hooks),
+        lambda seed, subseed, texts: img2img_infotext_params(model, p, choice, seed, subseed, texts),
+        composite,
+    )
+    return run_batches(model, p, kind, control=control, hooks=hooks, networks=networks, embeddings=embeddings,
+                       options=options, schedule_steps=schedule_steps, outdir=outdir, result=result)
 
 
 def _sample_img2img(model, p: Img2ImgParams, plan, sigmas, inits: list[InitImage], conds, unconds, batch: Batch,

@@ -6,8 +6,7 @@ before it is reported. The model and the sampler know nothing of who is asking.
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,127 +14,37 @@ import torch
 from PIL import Image
 
 from ..models.model import SDModel
-from ..networks import LoraLibrary, activated_loras, prompt_networks
-from . import infotext as infotext_format
+from ..networks import LoraLibrary
+from .batches import JobKind, Processed, run_batches
 from .conditioning import EncodeOptions, PromptEncoder
 from .decoding import decode_latents, encode_pixels
-from .denoiser import Interrupted, JobControl, Skipped
+from .denoiser import Interrupted, JobControl
 from .hooks import NO_HOOKS, Batch, GenerationHooks
-from .images import check_output_folder, date_subfolder, save_image
+from .images import check_output_folder, date_subfolder
 from .params import SAME_SAMPLER, SAME_SCHEDULER, ParamsError, Txt2ImgParams
-from .prompt_conditioning import encode_batch, encode_prompts
-from .rng import ImageRNG, fix_seed, job_seeds
+from .prompt_conditioning import encode_prompts
+from .rng import ImageRNG
 from .samplers import initial_noise_scale
 from .sampling import (
     SamplerChoice, SamplerExtras, check_size, choose_sampler, img2img_steps, pass_conditioning, plan_sampling, run_pass,
 )
-from .tiling import tiling
 from .upscalers import LATENT_UPSCALE_MODES, find_upscaler, upscale_latents
 
 VERSION = "sd-webui 0.1.0"
 
 
-@dataclass(frozen=True)
-class ModelUsed:
-    """The checkpoint (and VAE) a job ran on, as A1111's `info` reports it; kept with the result because the
-    loaded model may change before the caller reads it."""
-
-    name: str
-    short_hash: str | None
-    vae_name: str | None = None
-    vae_short_hash: str | None = None
-    is_inpainting: bool = False
-
-    @classmethod
-    def of(cls, model: SDModel) -> "ModelUsed":
-        vae = model.vae_file
-        return cls(Path(model.name).stem, model.short_hash, vae.name if vae is not None else None,
-                   model.vae_sha256[:10] if vae is not None and model.vae_sha256 else None, model.is_inpainting)
-
-
-@dataclass
-class Processed:
-    """What a job produced: one entry per image, in order."""
-
-    images: list[Image.Image] = field(default_factory=list)
-    seeds: list[int] = field(default_factory=list)
-    subseeds: list[int] = field(default_factory=list)
-    prompts: list[str] = field(default_factory=list)
-    negative_prompts: list[str] = field(default_factory=list)
-    infotexts: list[str] = field(default_factory=list)
-    paths: list[Path] = field(default_factory=list)
-    seconds: float = 0.0
-    warnings: list[str] = field(default_factory=list)  # e.g. a LoRA that could not be used
-    model: ModelUsed | None = None  # set by the job queue when the job starts
-    size: tuple[int, int] | None = None  # (width, height) as a script left it, when one changed it
-
-    def add(self, image: Image.Image, p: Txt2ImgParams, params: dict, seed: int, subseed: int, outdir: Path, *,
-            prompt: str | None = None, negative_prompt: str | None = None,
-            hooks: GenerationHooks = NO_HOOKS) -> None:
-        """Record one finished image; with saving on, it is on disk with its infotext first."""
-        prompt = p.prompt if prompt is None else prompt
-        negative_prompt = p.negative_prompt if negative_prompt is None else negative_prompt
-        text = infotext_format.create_infotext(prompt, negative_prompt, params)
-        if p.save_images:
-            self.paths.append(save_image(
-                image, outdir, seed=seed, prompt=prompt, infotext=text,
-                pattern=p.settings.samples_filename_pattern, extension=p.settings.samples_format, hooks=hooks,
-            ))
-        self.images.append(image)
-        self.seeds.append(seed)
-        self.subseeds.append(subseed)
-        self.prompts.append(prompt)
-        self.negative_prompts.append(negative_prompt)
-        self.infotexts.append(text)
-
-    def warn(self, messages: list[str]) -> None:
-        self.warnings.extend(m for m in messages if m not in self.warnings)
-
-
-def image_batches(p: Txt2ImgParams) -> list[Batch]:
-    """The call's images batch by batch, with their prompts and seeds (the per-image lists when given)."""
-    count = p.batch_size * p.n_iter
-    if p.all_seeds is None or p.all_subseeds is None:
-        seeds, subseeds = job_seeds(fix_seed(p.seed), fix_seed(p.subseed), p.subseed_strength, count)
-    seeds = list(p.all_seeds) if p.all_seeds is not None else seeds
-    subseeds = list(p.all_subseeds) if p.all_subseeds is not None else subseeds
-    prompts = list(p.all_prompts) if p.all_prompts is not None else [p.prompt] * count
-    negatives = list(p.all_negative_prompts) if p.all_negative_prompts is not None else [p.negative_prompt] * count
-    hr_prompts = list(p.all_hr_prompts) if p.all_hr_prompts is not None else [p.hr_prompt or t for t in prompts]
-    hr_negatives = (list(p.all_hr_negative_prompts) if p.all_hr_negative_prompts is not None
-                    else [p.hr_negative_prompt or t for t in negatives])
-    size = p.batch_size
-    return [Batch(n, prompts[n * size:(n + 1) * size], negatives[n * size:(n + 1) * size],
-                  seeds[n * size:(n + 1) * size], subseeds[n * size:(n + 1) * size],
-                  hr_prompts[n * size:(n + 1) * size], hr_negatives[n * size:(n + 1) * size]) for n in range(p.n_iter)]
-
-
-def image_extra_params(p: Txt2ImgParams, batch: Batch, index: int, hooks: GenerationHooks) -> dict:
-    """The caller's extra infotext keys for one image (a list value holds one entry per image)."""
-    position = batch.index * p.batch_size + index
-    extra = {}
-    for key, value in p.extra_generation_params.items():
-        extra[key] = value[min(position, len(value) - 1)] if isinstance(value, list) and value else value
-    return {**extra, **hooks.extra_infotext(batch, index)}
-
-
-def entry(values: list, index: int):
-    """values[index], or the last one when a hook left fewer entries than images."""
-    return values[min(index, len(values) - 1)]
-
-
 def txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None = None,
             outputs_root: Path = Path("outputs"), networks: LoraLibrary | None = None,
-            embeddings=None, hooks: GenerationHooks | None = None) -> Processed:
+            embeddings=None, hooks: GenerationHooks | None = None, result: Processed | None = None) -> Processed:
     """`embeddings`: textual inversion (networks.embeddings.ModelEmbeddings for this model), or None.
     LoRA (webui/networks): the `<lora:...>` tags of a batch's first prompt are active from prompt
     encoding to the batch's last sampling step, as A1111 reads them; `networks` None: no LoRA folder.
-    `hooks`: what extension scripts do at each step (generation/hooks.py)."""
+    `hooks`: what extension scripts do at each step (generation/hooks.py). `result`: filled batch by batch
+    (the job queue's, so that an interrupt keeps the batches already done)."""
     p.validate()
     hooks = hooks or NO_HOOKS
     control = control or JobControl()
     choice = choose_sampler(p.sampler_name, p.scheduler)
-    started = time.perf_counter()
     settings = p.settings
     options = EncodeOptions(settings.emphasis, settings.clip_skip, settings.comma_padding_backtrack, settings.sdxl_clip_l_skip)
     schedule_steps = p.steps * choice.schedule_steps_factor
@@ -146,49 +55,16 @@ def txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None = None,
     if p.save_images:  # before any compute: a folder that cannot take the images would lose them
         check_output_folder(outdir, shown_from=Path(outputs_root).parent)
 
-    result = Processed()
-    for batch in image_batches(p):
-        if control.interrupted:  # the interrupted batch was the last
-            break
-        hooks.before_batch(batch)
-        tags = prompt_networks(batch.prompts[0])  # A1111 reads a batch's extra networks from its first prompt
-        with activated_loras(model, tags, networks) as active, tiling(model, p.tiling):  # tiling: sampling to decoding
-            hooks.after_networks(batch, tags)
-            # Textual inversion: records the embeddings used. An interrupt stops a long prompt's encoding.
-            encoder = PromptEncoder(model, embeddings, before_chunk=control.check_interrupted)
-            conds, unconds = encode_batch(encoder, batch.prompts, batch.negative_prompts, schedule_steps, options,
-                                          settings.use_old_scheduling)
-            try:
-                latents = _sample_txt2img(model, p, plan, conds, unconds, batch, control, hooks)
-                if hires is not None and not control.interrupted:  # an interrupted first pass is shown as it is
-                    hooks.before_hires(batch)
-                    latents = _hires_pass(model, p, hires, latents, batch, control, encoder, options, hooks)
-            except Skipped:
-                result.warn(active.warnings)
-                continue
-            images = hooks.postprocess_batch(batch, decode_latents(model, hooks.post_sample(batch, latents),
-                                                                   tiled=settings.tiled_vae_decode,
-                                                                   nan_check=settings.nan_check))
-        result.warn(active.warnings)
-        extra_params = {**active.infotext, **encoder.infotext_params()}  # "Lora hashes", "TI hashes"
-        for i, image in enumerate(images):
-            if p.face_restoration is not None:  # restore_faces, as A1111: after decoding, before the scripts
-                image = p.face_restoration(image)
-            image = hooks.after_composite(batch, i, hooks.postprocess_image(batch, i, image))
-            seed, subseed = entry(batch.seeds, i), entry(batch.subseeds, i)
-            texts = image_texts(batch, i)
-            params = with_extra_params(infotext_params(model, p, choice, seed, subseed, texts),
-                                       {**extra_params, **image_extra_params(p, batch, i, hooks)})
-            result.add(image, p, params, seed, subseed, outdir, prompt=texts[0], negative_prompt=texts[1],
-                       hooks=hooks)
-    result.seconds = time.perf_counter() - started
-    return result
+    def sample(batch: Batch, conds, unconds, encoder) -> torch.Tensor:
+        latents = _sample_txt2img(model, p, plan, conds, unconds, batch, control, hooks)
+        if hires is not None and not control.interrupted:  # an interrupted first pass is shown as it is
+            hooks.before_hires(batch)
+            latents = _hires_pass(model, p, hires, latents, batch, control, encoder, options, hooks)
+        return latents
 
-
-def image_texts(batch: Batch, index: int) -> tuple[str, str, str, str]:
-    """(prompt, negative prompt, hires prompt, hires negative prompt) of one image of a batch."""
-    return (entry(batch.prompts, index), entry(batch.negative_prompts, index), entry(batch.hr_prompts, index),
-            entry(batch.hr_negative_prompts, index))
+    kind = JobKind(sample, lambda seed, subseed, texts: infotext_params(model, p, choice, seed, subseed, texts))
+    return run_batches(model, p, kind, control=control, hooks=hooks, networks=networks, embeddings=embeddings,
+                       options=options, schedule_steps=schedule_steps, outdir=outdir, result=result)
 
 
 def _sample_txt2img(model, p: Txt2ImgParams, plan, conds, unconds, batch: Batch, control,
@@ -343,17 +219,6 @@ def infotext_params(model: SDModel, p: Txt2ImgParams, choice: SamplerChoice, see
     if p.enable_hr:
         params.update(hires_infotext_params(p, choice, texts))
     params["Version"] = VERSION
-    return params
-
-
-def with_extra_params(params: dict, extra: dict) -> dict:
-    """`params` with `extra` (such as "Lora hashes") placed before "Version", as A1111 orders them."""
-    if not extra:
-        return params
-    version = params.pop("Version", None)
-    params.update(extra)
-    if version is not None:
-        params["Version"] = version
     return params
 
 

@@ -27,7 +27,8 @@ def create_infotext(p, all_prompts=None, all_seeds=None, all_subseeds=None, comm
                     position_in_batch=0, use_main_prompt=False, index=None, all_negative_prompts=None) -> str:
     """The infotext our engine would write for image `index` of p (after p's seeds and prompts are set)."""
     from webui.generation import infotext
-    from webui.generation.processing import infotext_params, with_extra_params
+    from webui.generation.batches import with_extra_params
+    from webui.generation.processing import infotext_params
     from webui.generation.sampling import choose_sampler
 
     if index is None:
