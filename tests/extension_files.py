@@ -160,6 +160,9 @@ GRADIO3_TAB_JS = '''\
 onUiLoaded(() => {
     const bridge = gradioApp().querySelector("#gr3_bridge textarea");
     document.body.dataset.gr3Bridge = bridge ? bridge.value : "missing";
+    // A1111's img2img editors, which extensions look up (aspect-ratio-helper: #inpaint_sketch)
+    document.body.dataset.gr3Editors = ["img2maskimg", "inpaint_sketch", "img_inpaint_base"].filter(
+        (id) => gradioApp().getElementById(id)).join(",");
     document.body.dataset.gr3TabButtons = gradioApp().getElementById("gr3_tabs").querySelector("div").querySelectorAll("button").length;
     const renew = gradioApp().getElementById("gr3_second_renew");
     document.body.dataset.gr3Renew = renew ? "found" : "missing";

@@ -167,6 +167,7 @@ def test_gradio3_hidden_blocks_and_tabs_are_in_the_page(tmp_path):
         expect(body).to_have_attribute("data-gr3-bridge", "from python")
         expect(body).to_have_attribute("data-gr3-renew", "found")
         expect(body).to_have_attribute("data-gr3-tab-buttons", "2")
+        expect(body).to_have_attribute("data-gr3-editors", "img2maskimg,inpaint_sketch,img_inpaint_base")
         page.get_by_role("tab", name="Gradio 3 habits").click()
         tabs = page.locator("#gr3_tabs")
         expect(tabs.get_by_role("tab")).to_have_count(2)

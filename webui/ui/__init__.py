@@ -47,17 +47,8 @@ def _page(state: SharedState, hooks: ComponentHooks, extra_tabs: list) -> gr.Blo
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 settings.build(state)
             extensions_tab.build(state)
-        draw_every_tab(tabs)
         img2img.wire_send_to(t2i, i2i, tabs)
         img2img.wire_send_to(i2i, i2i, tabs)
         png_info.wire_send_to(info, t2i, i2i, tabs)
         icons.label_buttons(demo)  # last: it names the buttons made above
     return demo
-
-
-def draw_every_tab(tabs: gr.Tabs) -> None:
-    """Every tab's contents in the page from the start, as in A1111 (Gradio 3): extensions' page scripts look up
-    elements of tabs not yet opened (`#img2img_prompt`, an extension tab's hidden buttons) when the page loads."""
-    for tab in tabs.children:
-        if isinstance(tab, gr.Tab):
-            tab.render_children = True

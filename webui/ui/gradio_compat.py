@@ -290,10 +290,6 @@ def gradio3_kwargs(cls: type, signature: inspect.Signature, positional: int, kwa
         kwargs.setdefault("allow_custom_value", True)  # Gradio 3 never checked values against choices
     if issubclass(native, gr.Tabs) and "overflow_behavior" in signature.parameters:
         kwargs.setdefault("overflow_behavior", "wrap")  # Gradio 3's tab bar: one button per tab, wrapped
-    if issubclass(native, gr.Tab) and "render_children" in signature.parameters:
-        # Gradio 3 put every tab's contents in the page at once; extensions' page scripts look up elements of
-        # tabs not yet opened (Gradio 4+ draws a tab's contents only when it is first opened).
-        kwargs.setdefault("render_children", True)
     if kwargs.get("visible") is False and not issubclass(native, gr.Tab):
         # Gradio 3 put invisible blocks in the page, hidden; extensions' page scripts read and click them
         # (a hidden textbox as a bridge, a hidden "refresh" button in a hidden row). Gradio 4+ leaves

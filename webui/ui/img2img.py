@@ -134,8 +134,6 @@ def build(state: SharedState, sessions: Sessions) -> Img2ImgTab:
             interrogate_button(state, controls["prompt"], {mode, images["img2img"], images["sketch"], images["inpaint"],
                                                            inpaint_sketch, *images["inpaint_upload"]},
                                lambda data: init_image_and_mask(data[mode], data, images)[0])
-            for tab in tabs:  # every mode's editor in the page from the start, as A1111's (extensions look them up)
-                tab.render_children = True
             controls.fields["resize_mode"] = gr.Radio(list(RESIZE_MODES), value=RESIZE_MODES[0], type="index",
                                                       label="Resize mode", elem_id="resize_mode")
             with gr.Group(visible=False) as inpaint_options:
