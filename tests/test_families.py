@@ -275,3 +275,41 @@ def test_diffusers_format_lora_reaches_the_flux_transformer_and_is_removed_after
     assert "Lora hashes" in styled.infotexts[0]
     assert not np.array_equal(pixels(plain.images[0]), pixels(styled.images[0]))
     assert all(torch.equal(before[k], v) for k, v in model.unet.state_dict().items())
+
+
+@pytest.mark.parametrize("all_in_one", [False, True], ids=["transformer-only", "all-in-one"])
+def test_flux_single_files_load_with_their_text_encoders_and_vae(tmp_path, all_in_one):
+    from tests.tiny_flow_models import write_flux_single_files
+
+    path = write_flux_single_files(tmp_path / "models", all_in_one=all_in_one)
+    model = load_checkpoint(path)
+    assert model.family is FLUX and FLUX.takes_guidance(model)
+    assert [type(e).__name__ for e in model.text_encoders] == ["CLIPTextModel", "T5EncoderModel"]
+    first = txt2img(model, params(cfg_scale=1.0)).images[0]
+    again = txt2img(model, params(cfg_scale=1.0)).images[0]
+    assert first.size == (64, 64) and np.array_equal(pixels(first), pixels(again)) and pixels(first).std() > 0
+
+
+def test_flux_single_file_without_its_companions_says_what_to_put_where(tmp_path):
+    from tests.tiny_flow_models import write_flux_single_files
+
+    root = tmp_path / "models"
+    path = write_flux_single_files(root)
+    (root / "text_encoder" / "clip_l.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"CLIP-L text encoder \(width 16\) is missing: put clip_l.safetensors "
+                                              r"in models/text_encoder/"):
+        load_checkpoint(path)
+    write_flux_single_files(root)
+    shutil.rmtree(root / "text_encoder" / "t5xxl_tokenizer")
+    with pytest.raises(CheckpointError, match="T5's tokenizer files are missing: .*models/text_encoder/t5xxl_tokenizer/"):
+        load_checkpoint(path)
+
+
+def test_single_files_of_families_without_a_single_file_loader_point_to_the_folder(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "sd35.safetensors"
+    save_file({"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": torch.zeros(2, 2),
+               "model.diffusion_model.x_embedder.proj.weight": torch.zeros(2, 2)}, str(path))
+    with pytest.raises(CheckpointError, match="SD 3.x single files cannot be loaded yet; use its diffusers folder"):
+        load_checkpoint(path)

@@ -99,3 +99,43 @@ def write_flow_folder(kind: str, folder: Path) -> Path:
     """A diffusers folder of a tiny model of `kind` (a key of BUILDERS), as a user would have it."""
     BUILDERS[kind]().save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+def write_flux_single_files(models_root: Path, dev: bool = True, *, all_in_one: bool = False) -> Path:
+    """A tiny Flux as users download it: the transformer in BFL's layout in models/Stable-diffusion/ (ComfyUI's
+    `model.diffusion_model.` prefix), CLIP-L and T5 files in models/text_encoder/, T5's tokenizer folder beside
+    them, the VAE in BFL/LDM layout in models/VAE/; `all_in_one` puts encoders and VAE in the one file instead."""
+    from safetensors.torch import save_file
+
+    from tests.checkpoint_files import vae_to_ldm
+    from webui.families.flux_layout import PREFIX, from_diffusers
+
+    torch.manual_seed(3)
+    transformer = FluxTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
+                                         attention_head_dim=32, num_attention_heads=1, joint_attention_dim=32,
+                                         pooled_projection_dim=16, guidance_embeds=dev, axes_dims_rope=(4, 14, 14))
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(32, 32, 32, 32),
+                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                        layers_per_block=1, norm_num_groups=32, scaling_factor=0.3611, shift_factor=0.1159,
+                        use_quant_conv=False, use_post_quant_conv=False)
+    clip, t5 = tiny_clip(16, False), tiny_t5()
+    flux = {PREFIX + k: v for k, v in from_diffusers(transformer.state_dict()).items()}
+    vae_state = {k.removeprefix("first_stage_model."): v for k, v in vae_to_ldm(vae.state_dict(), vae.config).items()}
+    clip_state = {k if k.startswith("text_model.") else f"text_model.{k}": v for k, v in clip.state_dict().items()}
+    t5_state = {k: v for k, v in t5.state_dict().items() if k != "encoder.embed_tokens.weight"}  # tied to shared
+    checkpoints = models_root / "Stable-diffusion"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    path = checkpoints / ("flux-tiny-aio.safetensors" if all_in_one else "flux-tiny.safetensors")
+    if all_in_one:
+        flux |= {f"text_encoders.clip_l.transformer.{k}": v for k, v in clip_state.items()}
+        flux |= {f"text_encoders.t5xxl.transformer.{k}": v for k, v in t5_state.items()}
+        flux |= {f"vae.{k}": v for k, v in vae_state.items()}
+    else:
+        (models_root / "text_encoder").mkdir(parents=True, exist_ok=True)
+        (models_root / "VAE").mkdir(parents=True, exist_ok=True)
+        save_file({k: v.contiguous() for k, v in clip_state.items()}, models_root / "text_encoder" / "clip_l.safetensors")
+        save_file({k: v.contiguous() for k, v in t5_state.items()}, models_root / "text_encoder" / "t5xxl_fp16.safetensors")
+        save_file({k: v.contiguous() for k, v in vae_state.items()}, models_root / "VAE" / "ae.safetensors")
+    t5_tokenizer().save_pretrained(models_root / "text_encoder" / "t5xxl_tokenizer")
+    save_file({k: v.contiguous() for k, v in flux.items()}, path)
+    return path

@@ -333,7 +333,8 @@ class ModelManager:
         self.flags = flags
         self.options = options
         self.cache_path = flags.data_dir / "cache.json"
-        self.slot = ModelSlot(devices.device, devices.dtype, devices.vae_dtype, cache_path=self.cache_path)
+        self.slot = ModelSlot(devices.device, devices.dtype, devices.vae_dtype, cache_path=self.cache_path,
+                              models_root=getattr(flags, "models_dir", None))
         self._list_lock = threading.Lock()  # the checkpoint list; never held while loading
         self._load_lock = threading.Lock()
         self._checkpoints: list[CheckpointInfo] = []

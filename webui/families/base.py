@@ -68,10 +68,11 @@ class ModelFamily:
         """The parts of a diffusers folder, as SDModel keyword arguments (family, unet, vae, ...)."""
         raise UnsupportedCheckpoint(f"{self.label} diffusers folders cannot be loaded yet")
 
-    def load_single_file(self, state_dict: dict, paths, device: torch.device, dtype: torch.dtype,
-                         vae_dtype: torch.dtype, config_dir: Path | None) -> dict:
-        """The parts of a single-file checkpoint (plus separate files found through `paths`), as SDModel kwargs."""
-        raise UnsupportedCheckpoint(f"{self.label} single files cannot be loaded yet")
+    def load_single_file(self, state: dict, models_root: Path, dtype: torch.dtype, vae_dtype: torch.dtype) -> dict:
+        """The parts of a single-file checkpoint (and of the separate files it needs, found under `models_root`),
+        as SDModel keyword arguments."""
+        raise UnsupportedCheckpoint(f"{self.label} single files cannot be loaded yet; use its diffusers folder "
+                                    "(a folder with model_index.json) in models/Stable-diffusion/")
 
     # ---- text -> conditioning ---------------------------------------------------------------------------
     def text_encoders(self, model: "SDModel") -> list:

@@ -11,8 +11,6 @@ import json
 import math
 from pathlib import Path
 
-import torch
-
 from .base import Defaults, ModelFamily, UnsupportedCheckpoint
 
 # Samplers that make sense on flow sigmas (the ODE solvers, and Euler a with its flow noise step).

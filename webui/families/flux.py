@@ -39,6 +39,54 @@ class FluxFamily(FlowFamily):
     defaults = Defaults(steps=20, cfg_scale=1.0, sampler_name="Euler", distilled_cfg_scale=3.5)
     t5_tokens = 512  # dev; schnell was trained with 256
 
+    vae_factors = (0.3611, 0.1159)  # the Flux VAE's scaling and shift, for VAE files that carry no config
+
+    def load_single_file(self, state, models_root, dtype, vae_dtype) -> dict:
+        """A BFL-layout file (transformer only, or all-in-one with `text_encoders.*` and `vae.*`), its missing
+        parts from models/text_encoder and models/VAE (see companions.py)."""
+        from diffusers import FluxTransformer2DModel
+
+        from . import companions, flux_layout
+        from .sd import clip_tokenizers
+
+        parts_prefixes = ("text_encoders.", "vae.", "first_stage_model.", "conditioner.")
+        transformer_state = flux_layout.strip_prefix({k: v for k, v in state.items() if not k.startswith(parts_prefixes)})
+        config = flux_layout.config_from_weights(transformer_state)
+        transformer = companions.empty(lambda: FluxTransformer2DModel(**config))
+        shapes = {key: value.shape for key, value in transformer.state_dict().items()}
+        transformer = companions.filled(transformer, flux_layout.to_diffusers(transformer_state, shapes), dtype,
+                                        "transformer")
+        clip = self._part(state, "text_encoders.clip_l.transformer.", models_root, companions.TEXT_ENCODER_DIRS,
+                          lambda path, keys: companions.is_clip(keys) and _width(path, "token_embedding") == config["pooled_projection_dim"],
+                          f"CLIP-L text encoder (width {config['pooled_projection_dim']})", "clip_l.safetensors",
+                          lambda weights: companions.clip_from_weights(weights, dtype, "CLIP-L text encoder"))
+        t5 = self._part(state, "text_encoders.t5xxl.transformer.", models_root, companions.TEXT_ENCODER_DIRS,
+                        lambda path, keys: companions.is_t5(keys) and _t5_width(path) == config["joint_attention_dim"],
+                        f"T5-XXL text encoder (width {config['joint_attention_dim']})", "t5xxl_fp16.safetensors",
+                        lambda weights: companions.t5_from_weights(weights, dtype, "T5-XXL text encoder"))
+        latent_channels = config["in_channels"] // 4
+        vae_prefix = next((p for p in ("vae.", "first_stage_model.") if any(k.startswith(p) for k in state)), "vae.")
+        vae = self._part(state, vae_prefix, models_root, companions.VAE_DIRS,
+                         lambda path, keys: companions.is_vae(keys) and _latent_channels(path) == latent_channels,
+                         f"VAE ({latent_channels} latent channels)", "ae.safetensors",
+                         lambda weights: companions.vae_from_weights(weights, *self.vae_factors, vae_dtype))
+        tokenizers = [*clip_tokenizers(None, ("tokenizer",), (None,)), companions.t5_tokenizer(models_root)]
+        schedule = {"use_dynamic_shifting": True, "base_shift": 0.5, "max_shift": 1.15, "base_image_seq_len": 256,
+                    "max_image_seq_len": 4096} if config["guidance_embeds"] else {"shift": 1.0}
+        return dict(family=self, unet=transformer, vae=vae, text_encoders=[clip, t5], tokenizers=tokenizers,
+                    schedule_config=schedule, prediction_type="flow", default_size=self.default_size)
+
+    @staticmethod
+    def _part(state, prefix, models_root, folders, fits, what, example, build):
+        """A part embedded in an all-in-one file under `prefix`, else from its own file in `folders`."""
+        from . import companions
+
+        inside = companions.embedded(state, prefix)
+        if inside:
+            return build(inside)
+        path = companions.pick(models_root, folders, fits, what, example)
+        return build(companions.read(path))
+
     def claims_weights(self, keys) -> bool:
         return any("double_blocks." in k for k in keys) and any("single_blocks." in k for k in keys) \
             and any(k.endswith("img_in.weight") for k in keys)
@@ -88,3 +136,25 @@ class FluxFamily(FlowFamily):
 
 
 FLUX = FluxFamily()
+
+
+def _width(path, suffix: str) -> int | None:
+    from .companions import keys_in, shape_in
+
+    key = next((k for k in keys_in(path) if k.endswith(suffix + ".weight")), None)
+    shape = shape_in(path, key) if key else None
+    return shape[1] if shape else None
+
+
+def _t5_width(path) -> int | None:
+    from .companions import shape_in
+
+    shape = shape_in(path, "shared.weight") or shape_in(path, "encoder.embed_tokens.weight")
+    return shape[1] if shape else None
+
+
+def _latent_channels(path) -> int | None:
+    from .companions import shape_in
+
+    shape = shape_in(path, "encoder.conv_out.weight")
+    return shape[0] // 2 if shape else None

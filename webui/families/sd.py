@@ -11,7 +11,7 @@ from typing import Any, Mapping
 
 import torch
 
-from .base import Defaults, ModelFamily
+from .base import ModelFamily
 
 TOKENIZER_DIR = Path(__file__).resolve().parents[1] / "models" / "clip_tokenizer"
 

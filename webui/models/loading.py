@@ -33,7 +33,8 @@ from webui.models.detection import (
     settle_prediction_type,
 )
 from webui.models.discovery import CheckpointInfo, FILE_KINDS, checkpoint_kind, with_hash
-from webui.families import ModelFamily, family_for_folder, scaled_linear_alphas_cumprod
+from webui.families import ModelFamily, family_for_folder, family_for_weights, scaled_linear_alphas_cumprod
+from webui.families.companions import models_root_of
 from webui.models.model import SDModel
 
 log = logging.getLogger(__name__)
@@ -274,13 +275,16 @@ def load_checkpoint(
     vae_dtype: torch.dtype | None = None,
     config_dir: str | os.PathLike | None = None,
     cache_path: str | os.PathLike | None = None,
+    models_root: str | os.PathLike | None = None,
 ) -> SDModel:
     """Load a checkpoint (single file or diffusers folder) onto `device`.
 
     UNet and text encoders are in `dtype` (that is `SDModel.dtype`), the VAE in `vae_dtype` (default:
     `dtype`; read it back as `model.vae.dtype`). `config_dir` replaces the bundled config folder that
     detection picks, for single files (the tests use it for their tiny models). `cache_path` is the hash
-    cache (see `hashes`); checkpoints are always hashed, once (a folder file by file). Raises `CheckpointError`, naming the file,
+    cache (see `hashes`); checkpoints are always hashed, once (a folder file by file). `models_root`: the
+    `models/` folder whose text_encoder/ and VAE/ hold what a transformer-only file needs (default: the one
+    the file is in). Raises `CheckpointError`, naming the file,
     for anything unreadable or unsupported.
     """
     info = _as_info(source)
@@ -290,7 +294,8 @@ def load_checkpoint(
         if info.kind == "diffusers":
             model = _load_diffusers_folder(info, device, *dtypes, cache_path)
         else:
-            model = _load_single_file(info, device, *dtypes, Path(config_dir) if config_dir else None, cache_path)
+            model = _load_single_file(info, device, *dtypes, Path(config_dir) if config_dir else None, cache_path,
+                                      Path(models_root) if models_root else None)
     except CheckpointError:
         raise
     except UnsupportedCheckpoint as error:
@@ -300,9 +305,17 @@ def load_checkpoint(
     return model
 
 
-def _load_single_file(info: CheckpointInfo, device, dtype, vae_dtype, config_dir: Path | None, cache_path) -> SDModel:
+def _load_single_file(info: CheckpointInfo, device, dtype, vae_dtype, config_dir: Path | None, cache_path,
+                      models_root: Path | None = None) -> SDModel:
     name = info.path.name
     state_dict = read_state_dict(info.path)
+    family = family_for_weights(state_dict.keys())
+    if family is not None and family.flow:  # a transformer family: its own layout and companion files
+        parts = family.load_single_file(state_dict, models_root or models_root_of(info.path), dtype, vae_dtype)
+        del state_dict
+        _to_device([parts["unet"], parts["vae"], *parts["text_encoders"]], device)
+        return SDModel(**parts, name=info.stem, path=info.path, sha256=with_hash(info, cache_path).sha256,
+                       device=device, dtype=dtype)
     detection = detect(state_dict)
     build_dir = config_dir or detection.config_dir
     try:
@@ -467,8 +480,10 @@ class ModelSlot:
     """
 
     def __init__(self, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                 vae_dtype: torch.dtype | None = None, cache_path: str | os.PathLike | None = None):
+                 vae_dtype: torch.dtype | None = None, cache_path: str | os.PathLike | None = None,
+                 models_root: str | os.PathLike | None = None):
         self.device, self.dtype, self.vae_dtype, self.cache_path = torch.device(device), dtype, vae_dtype, cache_path
+        self.models_root = models_root  # where a transformer-only file's text encoders and VAE are
         self.model: SDModel | None = None
         self._lock = threading.Lock()
 
@@ -479,7 +494,7 @@ class ModelSlot:
                 return self.model
             self._release()
             self.model = load_checkpoint(source, self.device, self.dtype, vae_dtype=self.vae_dtype,
-                                         cache_path=self.cache_path, **load_options)
+                                         cache_path=self.cache_path, models_root=self.models_root, **load_options)
             return self.model
 
     def unload(self) -> None:
