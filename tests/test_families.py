@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from tests.tiny_flow_models import BUILDERS, write_flow_folder
-from webui.families import CHROMA, FLUX, SD1, SD3, SDXL, family_for_weights
+from webui.families import CHROMA, FLUX, SD1, SD3, SDXL, ZIMAGE, family_for_weights
 from webui.generation import masks
 from webui.generation.conditioning import EncodeOptions, PromptEncoder
 from webui.generation.conditioning_t5 import T5TextEncoder
@@ -24,7 +24,7 @@ from webui.generation.samplers import FlowSchedule
 from webui.models.loading import CheckpointError, load_checkpoint
 
 KINDS = tuple(BUILDERS)
-FAMILY_OF = {"sd3": SD3, "flux": FLUX, "flux-schnell": FLUX, "chroma": CHROMA}
+FAMILY_OF = {"sd3": SD3, "flux": FLUX, "flux-schnell": FLUX, "chroma": CHROMA, "zimage": ZIMAGE}
 
 
 @pytest.fixture(scope="module")
@@ -313,3 +313,20 @@ def test_single_files_of_families_without_a_single_file_loader_point_to_the_fold
                "model.diffusion_model.x_embedder.proj.weight": torch.zeros(2, 2)}, str(path))
     with pytest.raises(CheckpointError, match="SD 3.x single files cannot be loaded yet; use its diffusers folder"):
         load_checkpoint(path)
+
+
+def test_zimage_reads_qwen_through_its_chat_template_and_each_text_at_its_own_length(models):
+    model = models["zimage"]
+    encoder = model.family.long_text_encoder(model)
+    ids, weights = encoder.tokens("a (red:1.5) house")
+    template_ids = encoder.tokenizer(encoder.before, add_special_tokens=False)["input_ids"]
+    assert ids[: len(template_ids)] == template_ids  # the user turn opens the sequence
+    assert 1.5 in weights and weights[: len(template_ids)] == [1.0] * len(template_ids)
+    seen = []
+    hook = model.unet.register_forward_pre_hook(lambda module, args: seen.append([t.shape[0] for t in args[2]]))
+    try:
+        txt2img(model, params(prompt="a red house with a tree", negative_prompt="blue", cfg_scale=3.0))
+    finally:
+        hook.remove()
+    cond, uncond = (PromptEncoder(model).encode_group([text])[0].tokens for text in ("a red house with a tree", "blue"))
+    assert cond != uncond and all(lengths == [cond, uncond] for lengths in seen)  # one CFG batch, no padding

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from diffusers import (
     AutoencoderKL, ChromaPipeline, ChromaTransformer2DModel, FlowMatchEulerDiscreteScheduler, FluxPipeline,
-    FluxTransformer2DModel, SD3Transformer2DModel, StableDiffusion3Pipeline,
+    FluxTransformer2DModel, SD3Transformer2DModel, StableDiffusion3Pipeline, ZImagePipeline, ZImageTransformer2DModel,
 )
 from transformers import (
     CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer, PreTrainedTokenizerFast, T5Config,
@@ -92,7 +92,34 @@ def build_chroma():
                           vae=tiny_vae16(0.3611, 0.1159), text_encoder=tiny_t5(), tokenizer=t5_tokenizer())
 
 
-BUILDERS = {"sd3": build_sd3, "flux": build_flux, "flux-schnell": lambda: build_flux(dev=False), "chroma": build_chroma}
+# A chat template in the shape of Qwen3's (user turn, then the assistant's turn opened), enough for the family.
+CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }} {{ m['content'] }} <|im_end|> {% endfor %}"
+                 "{% if add_generation_prompt %}<|im_start|>assistant {% endif %}")
+
+
+def chat_tokenizer() -> PreTrainedTokenizerFast:
+    tokenizer = t5_tokenizer()
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>"]})
+    tokenizer.add_tokens(["user", "assistant"])
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_zimage():
+    from transformers import Qwen3Config, Qwen3Model
+
+    torch.manual_seed(4)
+    transformer = ZImageTransformer2DModel(all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=32, n_layers=1,
+                                           n_refiner_layers=1, n_heads=2, n_kv_heads=2, cap_feat_dim=32,
+                                           axes_dims=[4, 6, 6], axes_lens=[64, 32, 32])
+    qwen = Qwen3Model(Qwen3Config(vocab_size=80, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                  num_attention_heads=2, num_key_value_heads=2, head_dim=16))
+    return ZImagePipeline(transformer=transformer, scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+                          vae=tiny_vae16(0.3611, 0.1159), text_encoder=qwen, tokenizer=chat_tokenizer())
+
+
+BUILDERS = {"sd3": build_sd3, "flux": build_flux, "flux-schnell": lambda: build_flux(dev=False), "chroma": build_chroma,
+            "zimage": build_zimage}
 
 
 def write_flow_folder(kind: str, folder: Path) -> Path:

@@ -10,8 +10,9 @@ from .chroma import CHROMA
 from .flux import FLUX
 from .sd import SD1, SD2, SDXL, scaled_linear_alphas_cumprod
 from .sd3 import SD3
+from .zimage import ZIMAGE
 
-FAMILIES: dict[str, ModelFamily] = {family.name: family for family in (SDXL, SD2, SD1, SD3, CHROMA, FLUX)}
+FAMILIES: dict[str, ModelFamily] = {family.name: family for family in (SDXL, SD2, SD1, SD3, CHROMA, FLUX, ZIMAGE)}
 
 
 def family_named(name: str) -> ModelFamily:
@@ -33,5 +34,5 @@ def family_for_weights(keys) -> ModelFamily | None:
 
 
 __all__ = ["CHROMA", "FAMILIES", "FLUX", "SD1", "SD2", "SD3", "SDXL", "Defaults", "ModelFamily",
-           "UnsupportedCheckpoint", "family_for_folder", "family_for_weights", "family_named",
+           "UnsupportedCheckpoint", "ZIMAGE", "family_for_folder", "family_for_weights", "family_named",
            "scaled_linear_alphas_cumprod"]

@@ -46,6 +46,7 @@ class ModelFamily:
     distilled_guidance = False  # the network takes a guidance value ("Distilled CFG Scale")
     zero_empty_negative = False  # an empty negative prompt conditions on zeros (SDXL, as A1111)
     ays_sdxl = False  # "Align Your Steps" uses NVIDIA's SDXL table rather than the SD 1.x one
+    variable_text = False  # texts of several lengths are not padded for it: predict gets extra["text_lengths"]
     defaults = Defaults()
     # Sampler names offered (UI order is the registry's); None offers every sampler.
     samplers: tuple[str, ...] | None = None

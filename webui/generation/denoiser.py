@@ -35,6 +35,10 @@ class JobControl:
     skipped: bool = False
     on_step: Callable[[dict], None] | None = field(default=None, repr=False)
     on_batch: Callable[[int, int], None] | None = field(default=None, repr=False)  # (batch index, batches)
+    note: str | None = None  # what the job is doing besides steps ("compiling ..."), for the progress text
+
+    def say(self, text: str) -> None:
+        self.note = text
 
     def check(self) -> None:
         if self.interrupted:
@@ -61,8 +65,10 @@ class ModelDenoiser:
         self.schedule = schedule
         self.extra = extra or {}
 
-    def __call__(self, x, sigma, crossattn, pooled=None, image_cond=None) -> torch.Tensor:
-        return self.model.family.predict(self.model, self.schedule, x, sigma, crossattn, pooled, self.extra, image_cond)
+    def __call__(self, x, sigma, crossattn, pooled=None, image_cond=None, text_lengths=None) -> torch.Tensor:
+        """`text_lengths`: each row's own token count before padding (families with variable-length text read it)."""
+        extra = self.extra if text_lengths is None else {**self.extra, "text_lengths": text_lengths}
+        return self.model.family.predict(self.model, self.schedule, x, sigma, crossattn, pooled, extra, image_cond)
 
 
 def stack_padded(crossattns: list[torch.Tensor]) -> torch.Tensor:
@@ -73,6 +79,27 @@ def stack_padded(crossattns: list[torch.Tensor]) -> torch.Tensor:
         c if c.shape[0] == longest else torch.cat([c, c[-1:].expand(longest - c.shape[0], -1)]) for c in crossattns
     ]
     return torch.stack(padded)
+
+
+@dataclass(frozen=True)
+class UncondSkipping:
+    """A1111's settings that skip the uncond pass where it cannot change much: "Negative Guidance minimum
+    sigma" (NGMS: below this sigma, every other step, or every step with "all steps") and "Skip Early CFG"
+    (the first fraction of the steps)."""
+
+    min_sigma: float = 0.0
+    all_steps: bool = False
+    early_fraction: float = 0.0
+
+    def skips(self, call: int, step: int, total_steps: int, sigma: torch.Tensor) -> bool:
+        if self.early_fraction and total_steps and step / total_steps <= self.early_fraction:
+            return True
+        # A1111 counts denoiser calls here; reading sigma syncs with the GPU, so only when the setting is on.
+        return bool(self.min_sigma > 0 and (call % 2 or self.all_steps) and float(sigma[0]) < self.min_sigma)
+
+    def infotext(self) -> dict:
+        return {"NGMS": self.min_sigma or None, "NGMS all steps": True if self.min_sigma and self.all_steps else None,
+                "Skip Early CFG": self.early_fraction or None}
 
 
 class CFGDenoiser:
@@ -89,6 +116,7 @@ class CFGDenoiser:
         latent_mask: torch.Tensor | None = None,
         hooks: GenerationHooks = NO_HOOKS,
         total_steps: int = 0,
+        skip_uncond: "UncondSkipping | None" = None,
     ):
         self.denoiser = denoiser
         self.conds = conds
@@ -105,10 +133,13 @@ class CFGDenoiser:
         self.sampling_step = 0  # the sampler step being computed (the sampling loop sets it)
         self.total_steps = total_steps
         self.last_denoised_uncond: torch.Tensor | None = None  # read by DDIM CFG++
+        self.skipping = skip_uncond or UncondSkipping()
         # Stacked conditioning per combination of texts: after the first call that uses
         # a combination, a prompt-schedule swap is a dictionary lookup.
         self._stacked: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor | None]] = {}
         self._constants: dict[tuple, torch.Tensor] = {}
+        model = getattr(denoiser, "model", None)  # test doubles may have none
+        self._variable_text = bool(model is not None and model.family.variable_text)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **_) -> torch.Tensor:
         self.control.check()
@@ -130,8 +161,13 @@ class CFGDenoiser:
             out = self._blend(self.hooks.cfg_denoised(out, self.sampling_step, self.total_steps))
             return self.hooks.cfg_after_cfg(out, self.sampling_step, self.total_steps)
         images = list(range(x.shape[0]))
-        if max(c.tokens for c in conds) == max(c.tokens for c in unconds):
-            out = self._run(x, sigma, conds + unconds, owner + images, image_cond)  # one UNet call, as A1111 batches it
+        if self.skipping.skips(call, self.sampling_step, self.total_steps, sigma):
+            # A1111's NGMS / Skip Early CFG: no uncond pass; each image's first cond stands in for its uncond
+            cond_out = self._run(x, sigma, conds, owner, image_cond)
+            uncond_out = cond_out.index_select(0, self._device_tensor(tuple(owner.index(i) for i in images), x))
+        # One call, as A1111 batches it, when the lengths match (or the family reads each row at its own length).
+        elif max(c.tokens for c in conds) == max(c.tokens for c in unconds) or self._variable_text:
+            out = self._run(x, sigma, conds + unconds, owner + images, image_cond)
             cond_out, uncond_out = out[: len(owner)], out[len(owner) :]
         else:  # different chunk counts: separate calls, as A1111 does by default
             cond_out = self._run(x, sigma, conds, owner, image_cond)
@@ -186,4 +222,6 @@ class CFGDenoiser:
         x, sigma = x.index_select(0, rows), sigma.index_select(0, rows)
         crossattn, pooled = self._stack(conds)
         image_cond = image_cond.index_select(0, rows) if image_cond is not None else None
+        if self._variable_text:
+            return self.denoiser(x, sigma, crossattn, pooled, image_cond, text_lengths=tuple(c.tokens for c in conds))
         return self.denoiser(x, sigma, crossattn, pooled, image_cond)
