@@ -330,3 +330,38 @@ def test_zimage_reads_qwen_through_its_chat_template_and_each_text_at_its_own_le
         hook.remove()
     cond, uncond = (PromptEncoder(model).encode_group([text])[0].tokens for text in ("a red house with a tree", "blue"))
     assert cond != uncond and all(lengths == [cond, uncond] for lengths in seen)  # one CFG batch, no padding
+
+
+def test_kohya_named_flux_lora_splits_its_fused_layers_onto_diffusers_modules(models, tmp_path):
+    from safetensors.torch import save_file
+
+    from webui.networks import activated_loras
+    from webui.networks.lora import LoraLibrary
+    from prompt_parser import extract_extra_networks
+
+    model = models["flux"]
+    g = torch.Generator().manual_seed(1)
+    inner = model.unet.config.num_attention_heads * model.unet.config.attention_head_dim
+    single_rows = model.unet.single_transformer_blocks[0].attn.to_q.out_features * 3 \
+        + model.unet.single_transformer_blocks[0].proj_mlp.out_features
+    state = {}
+    for name, rows in (("double_blocks_0_img_attn_qkv", 3 * inner), ("single_blocks_0_linear1", single_rows)):
+        state[f"lora_unet_{name}.lora_down.weight"] = torch.randn(2, inner, generator=g)
+        state[f"lora_unet_{name}.lora_up.weight"] = torch.randn(rows, 2, generator=g)
+        state[f"lora_unet_{name}.alpha"] = torch.tensor(2.0)
+    save_file(state, str(tmp_path / "kohya.safetensors"))
+    block = model.unet.transformer_blocks[0].attn
+    before = [m.weight.clone() for m in (block.to_q, block.to_k, block.to_v)]
+    single = model.unet.single_transformer_blocks[0]
+    mlp_before = single.proj_mlp.weight.clone()
+    tags = extract_extra_networks("x <lora:kohya:0.5>")[1]
+    with activated_loras(model, tags, LoraLibrary(tmp_path)) as active:
+        assert not active.warnings, active.warnings
+        full = state["lora_unet_double_blocks_0_img_attn_qkv.lora_up.weight"] @ \
+            state["lora_unet_double_blocks_0_img_attn_qkv.lora_down.weight"] * 0.5  # alpha / rank = 1
+        for module, old, expected in zip((block.to_q, block.to_k, block.to_v), before, full.split(inner)):
+            assert torch.allclose(module.weight - old, expected, atol=1e-5)
+        single_full = state["lora_unet_single_blocks_0_linear1.lora_up.weight"] @ \
+            state["lora_unet_single_blocks_0_linear1.lora_down.weight"] * 0.5
+        assert torch.allclose(single.proj_mlp.weight - mlp_before, single_full[3 * inner:], atol=1e-5)  # q, k, v, mlp
+    assert all(torch.equal(m.weight, old) for m, old in zip((block.to_q, block.to_k, block.to_v), before))

@@ -116,6 +116,12 @@ class ModelFamily:
         shift = getattr(vae.config, "shift_factor", None) or 0.0
         return latent / vae.config.scaling_factor + shift
 
+    def lora_aliases(self, network: torch.nn.Module) -> dict:
+        """LoRA module names (dots as underscores, as Kohya writes them) of this family's original layout ->
+        the module, or a tuple of modules that one original layer was split into; {} when diffusers' names
+        are the only ones."""
+        return {}
+
     # ---- what the infotext says ---------------------------------------------------------------------------
     def infotext_params(self, model: "SDModel", schedule, distilled_cfg_scale: float | None) -> dict:
         """Fields this family adds to the infotext ("Distilled CFG Scale", "Shift")."""

@@ -87,6 +87,16 @@ class FluxFamily(FlowFamily):
         path = companions.pick(models_root, folders, fits, what, example)
         return build(companions.read(path))
 
+    def lora_aliases(self, network):
+        """Kohya-style Flux LoRAs name BFL's layers (`double_blocks_0_img_attn_qkv`)."""
+        from .flux_layout import original_names
+
+        def module(name):
+            return network.get_submodule(name)
+
+        return {old.replace(".", "_"): tuple(module(n) for n in new) if isinstance(new, tuple) else module(new)
+                for old, new in original_names(network)}
+
     def claims_weights(self, keys) -> bool:
         return any("double_blocks." in k for k in keys) and any("single_blocks." in k for k in keys) \
             and any(k.endswith("img_in.weight") for k in keys)

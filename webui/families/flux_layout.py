@@ -148,3 +148,13 @@ def config_from_weights(state: dict) -> dict:
         # Rotary axes (image index, row, column) as BFL splits the head: 16/56/56 of 128.
         "axes_dims_rope": (head_dim // 8, head_dim * 7 // 16, head_dim * 7 // 16),
     }
+
+
+def original_names(network) -> list[tuple[str, object]]:
+    """(BFL module name, diffusers module name or names) for the linear layers of a loaded transformer, as a
+    LoRA in the original layout names them (norms carry no LoRA; the final modulation's halves are swapped)."""
+    names = {name for name, _ in network.named_modules()}
+    blocks = (sum(1 for n in names if n.count(".") == 1 and n.startswith("transformer_blocks.")),
+              sum(1 for n in names if n.count(".") == 1 and n.startswith("single_transformer_blocks.")))
+    by_old = dict(_GLOBAL)
+    return [(old, new) for old, new, kind in _pairs(lambda old: by_old[old] in names, *blocks) if kind == "linear"]

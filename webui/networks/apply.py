@@ -236,22 +236,37 @@ def _collect(model, network, te_weight: float, unet_weight: float, deltas: dict)
         if root is None:
             continue
         module = module_lookup(root, unet=part == "unet").get(key)
+        if module is None and part == "unet":  # a family's own names, e.g. Flux's original (BFL) ones
+            module = _family_aliases(model, root).get(key)
         if module is None:
             continue
-        weight = module.weight
+        # A fused original layer (Flux's qkv) stands for several modules: its update is split by their rows.
+        targets = module if isinstance(module, tuple) else (module,)
+        rows = [target.weight.shape[0] for target in targets]
+        shape = torch.Size([sum(rows), *targets[0].weight.shape[1:]])
         try:
-            delta = layer.delta(weight.shape, weight.device)
+            delta = layer.delta(shape, targets[0].weight.device)
         except (ValueError, RuntimeError):
             misfit += 1
             continue
         matched += 1
         multiplier = unet_weight if part == "unet" else te_weight
         if multiplier != 0:
-            pending.append((module, delta * multiplier))
+            pending += [(target, part_delta * multiplier) for target, part_delta in zip(targets, delta.split(rows))]
     if matched:  # a network that fits nowhere changes nothing
         for module, delta in pending:
             deltas[module] = deltas[module] + delta if module in deltas else delta
     return matched, misfit
+
+
+_aliases: "weakref.WeakKeyDictionary[torch.nn.Module, dict]" = weakref.WeakKeyDictionary()
+
+
+def _family_aliases(model, root) -> dict:
+    """The model family's other names for the network's modules (built once per network)."""
+    if root not in _aliases:
+        _aliases[root] = model.family.lora_aliases(root)
+    return _aliases[root]
 
 
 def _infotext_name(name: str) -> str:
