@@ -23,7 +23,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 from tests.checkpoint_files import ldm_state_dict, write_ckpt, write_config_dir, write_diffusers_folder, write_safetensors
 from tests.tiny_models import make_tiny_model
 from webui.models import hashes, loading
-from webui.models.detection import (
+from webui.families.sd_detection import (
     CONFIGS_DIR,
     UnsupportedCheckpoint,
     detect,

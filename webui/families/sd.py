@@ -1,6 +1,6 @@
 """SD 1.x, SD 2.x and SDXL: UNets trained on DDPM's discrete noise table, conditioned through CLIP.
 
-Recognising their single files is `webui/models/detection.py` (the keys of the LDM layout); loading is
+Recognising their single files is `sd_detection.py` (the keys of the LDM layout); loading is
 `webui/models/loading.py`. This module holds what differs between the three once they are loaded.
 """
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from webui.models.detection import (
+from webui.families.sd_detection import (
     Detection,
     UnsupportedCheckpoint,
     detect,

@@ -17,9 +17,9 @@ from typing import Callable, Mapping
 
 import torch
 
-from webui.families import SD1, SD2, SDXL, ModelFamily, UnsupportedCheckpoint, family_for_weights
+from webui.families import SD1, SD2, SDXL, ModelFamily, UnsupportedCheckpoint
 
-CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
+CONFIGS_DIR = Path(__file__).resolve().parents[1] / "models" / "configs"
 
 UNET = "model.diffusion_model."
 VAE = "first_stage_model."
