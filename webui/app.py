@@ -113,12 +113,14 @@ def main(argv: list[str]) -> int:
     import uvicorn
 
     from .jobs import JobQueue
+    from .runtime import apply_attention_flags
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     started = time.perf_counter()
     flags, extensions = load_flags(argv)
     for flag in flags.ignored:
         log.info("%s: accepted for A1111 compatibility; it changes nothing here", flag)
+    apply_attention_flags(flags)
     if not flags.skip_install:
         run_installers(extensions, stamp_file(flags))
     state = SharedState.create(flags)

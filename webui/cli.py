@@ -34,6 +34,9 @@ def _common_flags() -> argparse.ArgumentParser:
     model.add_argument("--no-half", action="store_true", help="fp32 weights on the GPU")
     model.add_argument("--no-half-vae", action="store_true", help="fp32 VAE on the GPU")
     model.add_argument("--disable-nan-check", action="store_true", help="keep images whose UNet or VAE output held NaNs")
+    from .runtime import add_speed_flags
+
+    add_speed_flags(common.add_argument_group("speed and memory (as launch.py)"))
 
     # None: the checkpoint's own default (the demo model's webui.json), else Txt2ImgParams's.
     gen = common.add_argument_group("generation")
@@ -106,9 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _load_model(args: argparse.Namespace):
     """The checkpoint the flags name, or None after printing why it can't be used. As in the WebUI, the
     built-in demo model is there while models/Stable-diffusion holds none of the user's."""
+    import torch
+
     from .devices import choose_devices
     from .models.discovery import available_checkpoints, find_checkpoint
     from .models.loading import CheckpointError, load_checkpoint
+    from .runtime import RuntimeOptions, apply_attention_flags, prepare
 
     data_dir = Path(args.data_dir)
     devices = choose_devices(args.use_cpu, args.precision, args.no_half, args.no_half_vae)
@@ -117,9 +123,12 @@ def _load_model(args: argparse.Namespace):
         models_dir = data_dir / "models" / "Stable-diffusion"
         known = available_checkpoints(models_dir, args.ckpt_dir, cache_path=cache)
         info = find_checkpoint(args.ckpt, known, models_dir=models_dir, ckpt_dir=args.ckpt_dir, cache_path=cache)
-        model = load_checkpoint(info, devices.device, devices.dtype, vae_dtype=devices.vae_dtype, cache_path=cache)
+        options = RuntimeOptions.from_flags(args)
+        load_device = torch.device("cpu") if options.loads_on_cpu else devices.device
+        model = load_checkpoint(info, load_device, devices.dtype, vae_dtype=devices.vae_dtype, cache_path=cache)
         _use_vae(args, model, cache)
-        return model
+        apply_attention_flags(args)
+        return prepare(model, options, devices.device)
     except (CheckpointError, LookupError) as error:
         print(f"error: {error}", file=sys.stderr)
         return None
@@ -221,7 +230,12 @@ def run_img2img(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from .runtime import refusals
+
+    for problem in refusals(args):
+        parser.error(problem)
     return run_img2img(args) if args.command == "img2img" else run_txt2img(args)
 
 

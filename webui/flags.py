@@ -5,13 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-# Flags A1111 users commonly pass that tune A1111's own attention and memory code. Here
-# attention is always PyTorch SDPA and memory is managed per model, so they change nothing;
-# they are accepted (and reported) rather than refused, so old launch scripts still start.
-ACCEPTED_WITHOUT_EFFECT = (
-    "--xformers", "--opt-sdp-attention", "--opt-sdp-no-mem-attention", "--opt-split-attention",
-    "--medvram", "--medvram-sdxl", "--lowvram", "--upcast-sampling", "--no-gradio-queue", "--disable-safe-unpickle",
-)
+# Flags A1111 users commonly pass that change nothing here; they are accepted (and reported) rather
+# than refused, so old launch scripts still start. (The memory, attention and --compile flags work:
+# webui/runtime.py.)
+ACCEPTED_WITHOUT_EFFECT = ("--upcast-sampling", "--no-gradio-queue", "--disable-safe-unpickle")
 
 
 def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
@@ -62,6 +59,9 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     add("--no-half", action="store_true", help="fp32 weights on the GPU")
     add("--no-half-vae", action="store_true", help="fp32 VAE on the GPU")
     add("--disable-nan-check", action="store_true", help="keep (black) images whose UNet or VAE output held NaNs")
+    from .runtime import add_speed_flags
+
+    add_speed_flags(parser.add_argument_group("speed and memory (webui/runtime.py)"))
     add_limit_flags(parser)
     for flag in ACCEPTED_WITHOUT_EFFECT:
         add(flag, action="store_true", help=argparse.SUPPRESS)
@@ -95,6 +95,10 @@ def parse_flags(argv: list[str], parser: argparse.ArgumentParser | None = None,
     flags.data_dir = Path(flags.data_dir).resolve()
     flags.models_dir = Path(flags.models_dir).resolve() if flags.models_dir else flags.data_dir / "models"
     flags.ignored = [f for f in ACCEPTED_WITHOUT_EFFECT if getattr(flags, f.lstrip("-").replace("-", "_"))]
+    from .runtime import refusals
+
+    for problem in refusals(flags):
+        parser.error(problem)
     # A1111's derived fields, read by extensions as shared.cmd_opts.<name>
     flags.webui_is_non_local = is_shared_beyond_this_machine(flags)
     flags.disable_extension_access = flags.webui_is_non_local and not flags.enable_insecure_extension_access

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from .a1111_options import A1111_CHOICES, A1111_OPTIONS
+from . import runtime
 from .devices import choose_devices
 from .extensions.callbacks import CallbackRegistry
 from .extensions.extra_networks import ExtraNetworkRegistry
@@ -317,6 +318,9 @@ class Options:
             samples_filename_pattern=values["samples_filename_pattern"] or "[seed]",
             samples_format=values["samples_format"],
             nan_check=nan_check,
+            s_min_uncond=values["s_min_uncond"],
+            s_min_uncond_all=values["s_min_uncond_all"],
+            skip_early_cond=values["skip_early_cond"],
         )
 
 
@@ -333,7 +337,10 @@ class ModelManager:
         self.flags = flags
         self.options = options
         self.cache_path = flags.data_dir / "cache.json"
-        self.slot = ModelSlot(devices.device, devices.dtype, devices.vae_dtype, cache_path=self.cache_path,
+        self.compute_device = devices.device
+        # --medvram/--lowvram: checkpoints load into CPU memory, and only the part at work goes to the GPU
+        load_device = torch.device("cpu") if self.runtime_options().loads_on_cpu else devices.device
+        self.slot = ModelSlot(load_device, devices.dtype, devices.vae_dtype, cache_path=self.cache_path,
                               models_root=getattr(flags, "models_dir", None))
         self._list_lock = threading.Lock()  # the checkpoint list; never held while loading
         self._load_lock = threading.Lock()
@@ -459,7 +466,11 @@ class ModelManager:
         if hashed is not info:  # the list shows the hash from now on, as A1111's titles do
             with self._list_lock:
                 self._checkpoints = [hashed if known == info else known for known in self._checkpoints]
-        return self.slot.switch(hashed)
+        return runtime.prepare(self.slot.switch(hashed), self.runtime_options(), self.compute_device)
+
+    def runtime_options(self) -> runtime.RuntimeOptions:
+        """--compile, the memory mode and FP8 weight storage (the setting; read at each load)."""
+        return runtime.RuntimeOptions.from_flags(self.flags, self.options["fp8_storage"])
 
 
 @dataclass

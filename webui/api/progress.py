@@ -58,7 +58,8 @@ def _textinfo(job: Job, position: int | None) -> str:
     if job.status == "queued":
         return f"In queue: {position}" if position else "Waiting..."
     if job.status == "running":
-        return f"Step {job.step}/{job.steps}"
+        note = job.control.note  # e.g. "compiling ..." on the first run of a size with --compile
+        return f"Step {job.step}/{job.steps}: {note}" if note else f"Step {job.step}/{job.steps}"
     return job.error or job.status.capitalize()
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from ..memory import refresh as refresh_placement
 from ..models.model import SDModel
 from ..networks import activated_loras, prompt_networks
 from .conditioning import EncodeOptions, PromptEncoder
@@ -150,6 +151,7 @@ def run_batches(model: SDModel, p, kind: JobKind, *, control: JobControl, hooks:
     """Every batch of `p` (a Txt2ImgParams or Img2ImgParams, already validated) into `result` (a fresh
     Processed when None), which holds each batch's images as soon as they are saved."""
     started = time.perf_counter()
+    refresh_placement(model)  # a VAE chosen since loading joins the memory mode's placement
     result = result if result is not None else Processed()
     settings = p.settings
     for batch in image_batches(p):

@@ -79,6 +79,9 @@ class GenerationSettings:
     eta_ancestral: float = 1.0
     eta_ddim: float = 0.0
     tiled_vae_decode: bool = False
+    s_min_uncond: float = 0.0  # "Negative Guidance minimum sigma" (NGMS)
+    s_min_uncond_all: bool = False  # NGMS on every step rather than every other
+    skip_early_cond: float = 0.0  # "Skip Early CFG": the fraction of steps with no uncond pass
     nan_check: bool = True  # fail a job whose UNet or VAE output holds NaNs (off: --disable-nan-check)
     live_preview_every: int = 0  # steps between previews; 0 = none
     samples_filename_pattern: str = "[seed]"

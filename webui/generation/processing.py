@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..memory import uses_fp8
 from ..models.model import SDModel
 from ..networks import LoraLibrary
 from .batches import JobKind, Processed, run_batches
@@ -27,6 +28,7 @@ from .rng import ImageRNG
 from .samplers import initial_noise_scale
 from .sampling import (
     SamplerChoice, SamplerExtras, check_size, choose_sampler, img2img_steps, pass_conditioning, plan_sampling, run_pass,
+    uncond_skipping,
 )
 from .upscalers import LATENT_UPSCALE_MODES, find_upscaler, upscale_latents
 
@@ -196,6 +198,7 @@ def infotext_params(model: SDModel, p: Txt2ImgParams, choice: SamplerChoice, see
         "Size": f"{p.width}x{p.height}",
         "Model hash": model.short_hash,
         "Model": model.name,
+        "FP8 weight": model.memory_options.fp8 if model.memory_options is not None and uses_fp8(model.unet) else None,
         # A separate VAE file (models/vae.py): its short hash and file name, as A1111 writes them.
         "VAE hash": model.vae_sha256[:10] if model.vae_file is not None and model.vae_sha256 else None,
         "VAE": model.vae_file.name if model.vae_file is not None else None,
@@ -212,6 +215,7 @@ def infotext_params(model: SDModel, p: Txt2ImgParams, choice: SamplerChoice, see
         "Tiling": True if p.tiling else None,
         "Emphasis": settings.emphasis if settings.emphasis != "Original" and uses_emphasis else None,
         "Old prompt editing timelines": True if settings.use_old_scheduling else None,
+        **uncond_skipping(settings).infotext(),  # "NGMS", "NGMS all steps", "Skip Early CFG"
         # "Distilled CFG Scale", "Shift": what the model's family adds
         **model.family.infotext_params(model, model.family.noise_schedule(model, p.width, p.height),
                                        p.distilled_cfg_scale),

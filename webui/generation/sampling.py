@@ -13,7 +13,7 @@ import torch
 
 from ..models.model import SDModel
 from .decoding import latent_preview
-from .denoiser import CFGDenoiser, Interrupted, JobControl, ModelDenoiser
+from .denoiser import CFGDenoiser, Interrupted, JobControl, ModelDenoiser, UncondSkipping
 from .hooks import NO_HOOKS, GenerationHooks
 from .params import GenerationSettings, ParamsError
 from .prompt_conditioning import PromptConditioning
@@ -149,12 +149,16 @@ def run_pass(
     denoiser = CFGDenoiser(ModelDenoiser(model, plan.schedule, extra), conds, unconds,
                            cfg_scale * sampler.cfg_scale_multiplier, image_cond=image_cond, control=control,
                            init_latent=init_latent, latent_mask=latent_mask, hooks=hooks,
-                           total_steps=len(sigmas) - 1)
+                           total_steps=len(sigmas) - 1, skip_uncond=uncond_skipping(settings))
     kwargs = _sampler_kwargs(sampler, settings, extras, rng, x, sigmas, seeds, plan.schedule)
 
     finished: list[torch.Tensor] = []  # the latest step's denoised estimate
 
+    if model.fast_path is not None:  # "compiling ..." in the job's progress text while a new size compiles
+        model.fast_path.notify = control.say
+
     def on_step(info: dict) -> None:
+        control.note = None
         finished[:] = [info["denoised"]]
         denoiser.sampling_step = info["i"] + 1  # the step the next denoiser call belongs to
         if control.on_step is not None:
@@ -173,6 +177,10 @@ def run_pass(
     if latent_mask is not None:
         latents = init_latent * (1 - latent_mask) + latents * latent_mask
     return latents
+
+
+def uncond_skipping(settings: GenerationSettings) -> UncondSkipping:
+    return UncondSkipping(settings.s_min_uncond, settings.s_min_uncond_all, settings.skip_early_cond)
 
 
 def _sampler_kwargs(sampler: Sampler, settings: GenerationSettings, extras: SamplerExtras, rng: ImageRNG, x, sigmas,

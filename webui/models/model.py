@@ -35,6 +35,10 @@ class SDModel:
     # The model's own metadata (`webui.json` in a diffusers folder): {"demo": bool, "defaults": {"width":
     # ..., "steps": ...}, "training": {...}}; empty for ordinary checkpoints.
     metadata: dict = field(default_factory=dict)
+    # Memory modes (webui/memory.py): where each part sits while a job runs; None: all on `device`.
+    placement: Any = None
+    memory_options: Any = None
+    fast_path: Any = None  # webui/fast_path.py CompiledNetwork while --compile is on
 
     @property
     def is_demo(self) -> bool:

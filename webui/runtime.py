@@ -1,0 +1,92 @@
+"""The speed and memory flags (--compile, --medvram, --medvram-sdxl, --lowvram, the attention flags), shared by
+launch.py and `python -m webui.cli`, and what they do to a loaded model.
+
+Each flag works or is refused with a reason: memory modes are webui/memory.py, the compiled path
+webui/fast_path.py. Attention is PyTorch's scaled_dot_product_attention everywhere (diffusers' default
+processor), which holds the flash and memory-efficient kernels xformers brought to A1111, so the attention
+flags map onto it (--opt-sdp-no-mem-attention turns the memory-efficient kernel off, as in A1111).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from dataclasses import dataclass, field
+
+import torch
+
+from . import fast_path, memory
+
+log = logging.getLogger(__name__)
+
+ATTENTION_FLAGS = {
+    "xformers": "xformers' kernels are in PyTorch's SDPA (flash / memory-efficient), which attention uses",
+    "opt_sdp_attention": "attention uses PyTorch's SDPA",
+    "opt_sdp_no_mem_attention": "attention uses PyTorch's SDPA without its memory-efficient kernel",
+    "opt_split_attention": "attention uses PyTorch's SDPA, whose memory-efficient kernel splits the work itself",
+}
+
+
+def add_speed_flags(parser) -> None:
+    """The flags on `parser` (an ArgumentParser or one of its groups)."""
+    add = parser.add_argument
+    add("--compile", action="store_true",
+        help="torch.compile the UNet/transformer (CUDA graphs on a GPU); the first run of each size compiles")
+    add("--medvram", action="store_true",
+        help="keep only the part at work on the GPU: text encoders, UNet and VAE take turns")
+    add("--medvram-sdxl", action="store_true", help="--medvram for SDXL models only")
+    add("--lowvram", action="store_true", help="keep one block of a network at a time on the GPU (slow)")
+    add("--fp8-storage", choices=memory.FP8_CHOICES, default=None,
+        help="A1111's FP8 weight setting: store Linear/Conv weights in float8_e4m3fn (default: the setting)")
+    for name in ATTENTION_FLAGS:
+        add(f"--{name.replace('_', '-')}", action="store_true", help=ATTENTION_FLAGS[name])
+
+
+def refusals(flags: argparse.Namespace) -> list[str]:
+    """Why these flags cannot be used together (empty: they can)."""
+    problems = []
+    if getattr(flags, "compile", False) and getattr(flags, "lowvram", False):
+        problems.append("--compile cannot be used with --lowvram: --lowvram moves blocks in and out of the GPU "
+                        "inside every step, and a compiled step needs its weights in place; use --medvram")
+    return problems
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    memory: memory.MemoryOptions = field(default_factory=memory.MemoryOptions)
+    compile: bool = False
+
+    @classmethod
+    def from_flags(cls, flags: argparse.Namespace, fp8_setting: str = "Disable") -> "RuntimeOptions":
+        fp8 = getattr(flags, "fp8_storage", None) or fp8_setting
+        return cls(memory.MemoryOptions.from_flags(flags, fp8), bool(getattr(flags, "compile", False)))
+
+    @property
+    def loads_on_cpu(self) -> bool:
+        """Whether checkpoints load into CPU memory first (the modes that may not fit the whole model)."""
+        return self.memory.mode != "normal" or self.memory.medvram_sdxl
+
+
+def apply_attention_flags(flags: argparse.Namespace) -> None:
+    for name, what in ATTENTION_FLAGS.items():
+        if getattr(flags, name, False):
+            log.info("--%s: %s", name.replace("_", "-"), what)
+    if getattr(flags, "opt_sdp_no_mem_attention", False) and torch.cuda.is_available():
+        torch.backends.cuda.enable_mem_efficient_sdp(False)
+
+
+def prepare(model, options: RuntimeOptions, compute: torch.device | str | None = None):
+    """Apply the memory mode, fp8 storage and --compile to a loaded model (once; later calls do nothing)."""
+    if model.memory_options is not None:
+        return model
+    compute = torch.device(compute or model.device)
+    memory.configure(model, options.memory, compute)
+    if compute.type == "cpu" and options.memory.mode != "normal":
+        log.info("--%s: there is no GPU, so everything is in CPU memory anyway", options.memory.mode)
+    if options.compile:
+        if memory.uses_fp8(model.unet):
+            log.warning("--compile is off for %s: its weights are stored in fp8 and upcast layer by layer, "
+                        "which a compiled graph cannot capture; turn FP8 weight off to compile", model.name)
+        else:
+            fast_path.enable(model)
+    return model
