@@ -72,7 +72,7 @@ class CompiledNetwork:
 
             args = tuple(_batch_tensors(a, batch, pad) for a in args)
             kwargs = {k: _batch_tensors(v, batch, pad) for k, v in kwargs.items()}
-        shape = (_shapes(args), tuple((k, _shapes(v)) for k, v in sorted(kwargs.items())))
+        shape = (tuple(_shapes(a) for a in args), tuple((k, _shapes(v)) for k, v in sorted(kwargs.items())))
         if shape not in self.compiled_shapes:
             self.compiled_shapes.add(shape)
             text = (f"compiling the {type(self.network).__name__} for latents {list(first.shape[1:])}, batch "
