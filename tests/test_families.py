@@ -305,13 +305,24 @@ def test_flux_single_file_without_its_companions_says_what_to_put_where(tmp_path
         load_checkpoint(path)
 
 
+@pytest.mark.parametrize("all_in_one", [False, True], ids=["with-separate-encoders", "all-in-one"])
+def test_sd35_single_files_load_with_their_text_encoders(tmp_path, all_in_one):
+    from tests.tiny_flow_models import write_sd3_single_files
+
+    model = load_checkpoint(write_sd3_single_files(tmp_path / "models", all_in_one=all_in_one))
+    assert model.family is SD3 and model.unet.config.dual_attention_layers == (0,)
+    assert [type(e).__name__ for e in model.text_encoders] == ["CLIPTextModelWithProjection"] * 2 + ["T5EncoderModel"]
+    first = txt2img(model, params()).images[0]
+    assert np.array_equal(pixels(first), pixels(txt2img(model, params()).images[0])) and pixels(first).std() > 0
+
+
 def test_single_files_of_families_without_a_single_file_loader_point_to_the_folder(tmp_path):
     from safetensors.torch import save_file
 
-    path = tmp_path / "sd35.safetensors"
-    save_file({"model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight": torch.zeros(2, 2),
-               "model.diffusion_model.x_embedder.proj.weight": torch.zeros(2, 2)}, str(path))
-    with pytest.raises(CheckpointError, match="SD 3.x single files cannot be loaded yet; use its diffusers folder"):
+    path = tmp_path / "chroma.safetensors"
+    save_file({"distilled_guidance_layer.in_proj.weight": torch.zeros(2, 2), "double_blocks.0.img_in.weight": torch.zeros(2, 2)},
+              str(path))
+    with pytest.raises(CheckpointError, match="Chroma single files cannot be loaded yet; use its diffusers folder"):
         load_checkpoint(path)
 
 

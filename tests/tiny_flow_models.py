@@ -166,3 +166,48 @@ def write_flux_single_files(models_root: Path, dev: bool = True, *, all_in_one: 
     t5_tokenizer().save_pretrained(models_root / "text_encoder" / "t5xxl_tokenizer")
     save_file({k: v.contiguous() for k, v in flux.items()}, path)
     return path
+
+
+def write_sd3_single_files(models_root: Path, *, all_in_one: bool = False) -> Path:
+    """A tiny SD3.5 as SAI/ComfyUI ship it: the MMDiT in its original layout (`model.diffusion_model.`), with
+    CLIP-L, CLIP-G and T5 as separate files in models/text_encoder/ (or inside, `text_encoders.*`), and the
+    VAE inside (`first_stage_model.`); T5's tokenizer folder beside the text encoders."""
+    from safetensors.torch import save_file
+
+    from tests.checkpoint_files import vae_to_ldm
+    from webui.families.sd3_layout import PREFIX, from_diffusers
+
+    torch.manual_seed(5)
+    transformer = SD3Transformer2DModel(sample_size=8, patch_size=2, in_channels=16, num_layers=2, attention_head_dim=8,
+                                        num_attention_heads=2, joint_attention_dim=32, caption_projection_dim=16,
+                                        pooled_projection_dim=32, out_channels=16, pos_embed_max_size=16,
+                                        qk_norm="rms_norm", dual_attention_layers=(0,))
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(32, 32, 32, 32),
+                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                        layers_per_block=1, norm_num_groups=32, scaling_factor=1.5305, shift_factor=0.0609,
+                        use_quant_conv=False, use_post_quant_conv=False)
+
+    def clip_state(model):
+        return {k if k.startswith(("text_model.", "text_projection")) else f"text_model.{k}": v
+                for k, v in model.state_dict().items()}
+
+    clips = {"l": clip_state(tiny_clip(16, True)), "g": clip_state(tiny_clip(16, True, "gelu"))}
+    t5 = {k: v for k, v in tiny_t5().state_dict().items() if k != "encoder.embed_tokens.weight"}
+    state = {PREFIX + k: v for k, v in from_diffusers(transformer.state_dict()).items()}
+    state |= vae_to_ldm(vae.state_dict(), vae.config)  # first_stage_model.*
+    encoders = models_root / "text_encoder"
+    encoders.mkdir(parents=True, exist_ok=True)
+    if all_in_one:
+        for which, weights in clips.items():
+            state |= {f"text_encoders.clip_{which}.transformer.{k}": v for k, v in weights.items()}
+        state |= {f"text_encoders.t5xxl.transformer.{k}": v for k, v in t5.items()}
+    else:
+        for which, weights in clips.items():
+            save_file({k: v.contiguous() for k, v in weights.items()}, encoders / f"clip_{which}.safetensors")
+        save_file({k: v.contiguous() for k, v in t5.items()}, encoders / "t5xxl_fp16.safetensors")
+    t5_tokenizer().save_pretrained(encoders / "t5xxl_tokenizer")
+    checkpoints = models_root / "Stable-diffusion"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    path = checkpoints / ("sd35-tiny-aio.safetensors" if all_in_one else "sd35-tiny.safetensors")
+    save_file({k: v.contiguous() for k, v in state.items()}, path)
+    return path

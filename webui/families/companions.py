@@ -90,6 +90,22 @@ def is_clip(keys: set[str]) -> bool:
     return any(k.endswith("embeddings.token_embedding.weight") for k in keys)
 
 
+def clip_width(path: Path) -> int | None:
+    key = next((k for k in keys_in(path) if k.endswith("embeddings.token_embedding.weight")), None)
+    shape = shape_in(path, key) if key else None
+    return shape[1] if shape else None
+
+
+def t5_width(path: Path) -> int | None:
+    shape = shape_in(path, "shared.weight") or shape_in(path, "encoder.embed_tokens.weight")
+    return shape[1] if shape else None
+
+
+def vae_latent_channels(path: Path) -> int | None:
+    shape = shape_in(path, "encoder.conv_out.weight")
+    return shape[0] // 2 if shape else None
+
+
 def clip_from_weights(state: dict, dtype: torch.dtype, what: str = "CLIP text encoder"):
     """A transformers CLIP text model (with projection when the file has one) sized from its weights."""
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
@@ -196,11 +212,22 @@ def embedded(state: dict, prefix: str) -> dict:
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def pick(root: Path, folders: tuple[str, ...], fits, what: str, example: str) -> Path:
-    """The first weights file in `folders` for which `fits(path, keys)` holds; a clear error naming the folder
-    when there is none."""
-    for path in weight_files(root, folders):
+def pick(root: Path, folders: tuple[str, ...], fits, what: str, example: str, prefer: tuple[str, ...] = ()) -> Path:
+    """The first weights file in `folders` for which `fits(path, keys)` holds, files whose names contain one of
+    `prefer` first (two VAEs can fit the same latent shape); a clear error naming the folder when none fits."""
+    files = weight_files(root, folders)
+    files.sort(key=lambda path: not any(hint in path.name.lower() for hint in prefer))
+    for path in files:
         if fits(path, keys_in(path)):
             return path
     raise UnsupportedCheckpoint(f"its {what} is missing: put {example} in models/{folders[0]}/ "
                                 "(a transformer-only file needs it beside it; nothing is downloaded)")
+
+
+def part(state: dict, prefix: str, root: Path, folders: tuple[str, ...], fits, what: str, example: str, build,
+         prefer: tuple[str, ...] = ()):
+    """A part embedded in an all-in-one file under `prefix`, else `build` from its own file in `folders`."""
+    inside = embedded(state, prefix)
+    if inside:
+        return build(inside)
+    return build(read(pick(root, folders, fits, what, example, prefer)))

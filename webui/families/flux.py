@@ -57,17 +57,17 @@ class FluxFamily(FlowFamily):
         transformer = companions.filled(transformer, flux_layout.to_diffusers(transformer_state, shapes), dtype,
                                         "transformer")
         clip = self._part(state, "text_encoders.clip_l.transformer.", models_root, companions.TEXT_ENCODER_DIRS,
-                          lambda path, keys: companions.is_clip(keys) and _width(path, "token_embedding") == config["pooled_projection_dim"],
+                          lambda path, keys: companions.is_clip(keys) and companions.clip_width(path) == config["pooled_projection_dim"],
                           f"CLIP-L text encoder (width {config['pooled_projection_dim']})", "clip_l.safetensors",
                           lambda weights: companions.clip_from_weights(weights, dtype, "CLIP-L text encoder"))
         t5 = self._part(state, "text_encoders.t5xxl.transformer.", models_root, companions.TEXT_ENCODER_DIRS,
-                        lambda path, keys: companions.is_t5(keys) and _t5_width(path) == config["joint_attention_dim"],
+                        lambda path, keys: companions.is_t5(keys) and companions.t5_width(path) == config["joint_attention_dim"],
                         f"T5-XXL text encoder (width {config['joint_attention_dim']})", "t5xxl_fp16.safetensors",
                         lambda weights: companions.t5_from_weights(weights, dtype, "T5-XXL text encoder"))
         latent_channels = config["in_channels"] // 4
         vae_prefix = next((p for p in ("vae.", "first_stage_model.") if any(k.startswith(p) for k in state)), "vae.")
         vae = self._part(state, vae_prefix, models_root, companions.VAE_DIRS,
-                         lambda path, keys: companions.is_vae(keys) and _latent_channels(path) == latent_channels,
+                         lambda path, keys: companions.is_vae(keys) and companions.vae_latent_channels(path) == latent_channels,
                          f"VAE ({latent_channels} latent channels)", "ae.safetensors",
                          lambda weights: companions.vae_from_weights(weights, *self.vae_factors, vae_dtype))
         tokenizers = [*clip_tokenizers(None, ("tokenizer",), (None,)), companions.t5_tokenizer(models_root)]
@@ -77,15 +77,10 @@ class FluxFamily(FlowFamily):
                     schedule_config=schedule, prediction_type="flow", default_size=self.default_size)
 
     @staticmethod
-    def _part(state, prefix, models_root, folders, fits, what, example, build):
-        """A part embedded in an all-in-one file under `prefix`, else from its own file in `folders`."""
+    def _part(state, prefix, models_root, folders, fits, what, example, build, prefer=("flux", "ae")):
         from . import companions
 
-        inside = companions.embedded(state, prefix)
-        if inside:
-            return build(inside)
-        path = companions.pick(models_root, folders, fits, what, example)
-        return build(companions.read(path))
+        return companions.part(state, prefix, models_root, folders, fits, what, example, build, prefer)
 
     def lora_aliases(self, network):
         """Kohya-style Flux LoRAs name BFL's layers (`double_blocks_0_img_attn_qkv`)."""
@@ -147,24 +142,3 @@ class FluxFamily(FlowFamily):
 
 FLUX = FluxFamily()
 
-
-def _width(path, suffix: str) -> int | None:
-    from .companions import keys_in, shape_in
-
-    key = next((k for k in keys_in(path) if k.endswith(suffix + ".weight")), None)
-    shape = shape_in(path, key) if key else None
-    return shape[1] if shape else None
-
-
-def _t5_width(path) -> int | None:
-    from .companions import shape_in
-
-    shape = shape_in(path, "shared.weight") or shape_in(path, "encoder.embed_tokens.weight")
-    return shape[1] if shape else None
-
-
-def _latent_channels(path) -> int | None:
-    from .companions import shape_in
-
-    shape = shape_in(path, "encoder.conv_out.weight")
-    return shape[0] // 2 if shape else None

@@ -18,6 +18,54 @@ class SD3Family(FlowFamily):
                   ("text_encoder_3", "tokenizer_3", "T5-XXL"))
     defaults = Defaults(steps=28, cfg_scale=5.0, sampler_name="Euler")
 
+    vae_factors = (1.5305, 0.0609)
+
+    def load_single_file(self, state, models_root, dtype, vae_dtype) -> dict:
+        """An MMDiT-layout file (SAI's, or ComfyUI's with `text_encoders.*`), its missing parts (CLIP-L, CLIP-G,
+        T5, the VAE) from models/text_encoder and models/VAE (see companions.py)."""
+        from diffusers import SD3Transformer2DModel
+
+        from . import companions, sd3_layout
+        from .sd import clip_tokenizers
+
+        parts_prefixes = ("text_encoders.", "first_stage_model.", "vae.")
+        core = sd3_layout.strip_prefix({k: v for k, v in state.items() if not k.startswith(parts_prefixes)})
+        config = sd3_layout.config_from_weights(core)
+        transformer = companions.empty(lambda: SD3Transformer2DModel(**config))
+        shapes = {key: value.shape for key, value in transformer.state_dict().items()}
+        transformer = companions.filled(transformer, sd3_layout.to_diffusers(core, shapes), dtype, "transformer")
+        pooled = config["pooled_projection_dim"]  # CLIP-L's and CLIP-G's projections side by side
+
+        def clip(which: str, wanted):
+            def build(weights):
+                width = weights[next(k for k in weights if k.endswith("token_embedding.weight"))].shape[1]
+                if "text_projection.weight" not in weights:  # files that left out CLIP's projection: it is the identity
+                    weights = {**weights, "text_projection.weight": torch.eye(width)}
+                return companions.clip_from_weights(weights, dtype, f"CLIP-{which.upper()} text encoder")
+
+            fits = lambda path, keys: companions.is_clip(keys) and wanted(companions.clip_width(path))  # noqa: E731
+            return companions.part(state, f"text_encoders.clip_{which}.transformer.", models_root,
+                                   companions.TEXT_ENCODER_DIRS, fits, f"CLIP-{which.upper()} text encoder",
+                                   f"clip_{which}.safetensors", build, prefer=(f"clip_{which}",))
+
+        clip_l = clip("l", lambda width: width is not None and width < pooled)
+        width_l = clip_l.config.hidden_size
+        clip_g = clip("g", lambda width: width == pooled - width_l)
+        t5 = companions.part(state, "text_encoders.t5xxl.transformer.", models_root, companions.TEXT_ENCODER_DIRS,
+                             lambda path, keys: companions.is_t5(keys) and companions.t5_width(path) == config["joint_attention_dim"],
+                             f"T5-XXL text encoder (width {config['joint_attention_dim']})", "t5xxl_fp16.safetensors",
+                             lambda weights: companions.t5_from_weights(weights, dtype, "T5-XXL text encoder"))
+        vae_prefix = next((p for p in ("first_stage_model.", "vae.") if any(k.startswith(p) for k in state)), "vae.")
+        vae = companions.part(state, vae_prefix, models_root, companions.VAE_DIRS,
+                              lambda path, keys: companions.is_vae(keys) and companions.vae_latent_channels(path) == config["in_channels"],
+                              f"VAE ({config['in_channels']} latent channels)", "sd3_vae.safetensors",
+                              lambda weights: companions.vae_from_weights(weights, *self.vae_factors, vae_dtype),
+                              prefer=("sd3",))
+        tokenizers = [*clip_tokenizers(None, ("tokenizer", "tokenizer_2"), (None, "!")), companions.t5_tokenizer(models_root)]
+        return dict(family=self, unet=transformer, vae=vae, text_encoders=[clip_l, clip_g, t5], tokenizers=tokenizers,
+                    schedule_config={"shift": 3.0}, prediction_type="flow",
+                    default_size=config["sample_size"] * 8)
+
     def claims_weights(self, keys) -> bool:
         return any("joint_blocks." in key for key in keys) and any(k.endswith("x_embedder.proj.weight") for k in keys)
 
