@@ -172,3 +172,24 @@ def test_ngms_and_skip_early_cfg_skip_the_uncond_pass_and_say_so():
     result = txt2img(model, params(settings=GenerationSettings(skip_early_cond=0.5)))
     assert rows == [1, 1, 1, 2]  # steps 0..2 of 4 are within the first half (A1111's <=)
     assert str(parse_infotext(result.infotexts[0])["Skip Early CFG"]) == "0.5"
+
+
+def test_a_vae_decode_that_runs_out_of_memory_falls_back_to_tiles(caplog):
+    model = make_tiny_model("sd1")
+    expected = txt2img(model, params()).images[0]
+    model.vae.tile_sample_min_size, model.vae.tile_latent_min_size = 32, 4  # tiles smaller than the 64px image
+    sizes = []
+
+    def small_tiles_only(module, args):
+        sizes.append(args[0].shape[-1])
+        if args[0].shape[-1] > model.vae.tile_latent_min_size:  # the whole 8x8 latent "does not fit"
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    model.vae.decoder.register_forward_pre_hook(small_tiles_only)
+    with caplog.at_level("WARNING"):
+        image = txt2img(model, params()).images[0]
+    assert "ran out of memory; decoding in tiles" in caplog.text
+    assert sizes[0] == 8 and max(sizes[1:]) <= model.vae.tile_latent_min_size  # then tile by tile
+    assert image.size == expected.size
+    # tiles blend at their seams: close to the whole decode, not equal
+    assert np.abs(np.asarray(image).astype(int) - np.asarray(expected).astype(int)).mean() < 40

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
 from PIL import Image
 
 from ..models.model import SDModel
+
+log = logging.getLogger(__name__)
 
 def to_pil(pixels: torch.Tensor) -> list[Image.Image]:
     """[B, 3, H, W] in [-1, 1] -> PIL images."""
@@ -33,16 +37,30 @@ def decode_latents(model: SDModel, latents: torch.Tensor, tiled: bool = False,
         check_for_nans(latents, "UNet")
     vae = model.vae
     scaled = model.family.model_latent_to_vae(latents, vae).to(vae.dtype)
-    if tiled:
-        vae.enable_tiling()
     try:
-        pixels = torch.cat([vae.decode(scaled[i : i + 1]).sample for i in range(scaled.shape[0])])
-    finally:
+        pixels = _decode(vae, scaled, tiled)
+    except torch.OutOfMemoryError:
         if tiled:
-            vae.disable_tiling()
+            raise
+        # A1111's "VAE tiled" fallback: a large image that does not fit decodes tile by tile instead
+        log.warning("VAE decode of %dx%d latents ran out of memory; decoding in tiles instead",
+                    scaled.shape[-1], scaled.shape[-2])
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        pixels = _decode(vae, scaled, tiled=True)
     if nan_check:
         check_for_nans(pixels, "VAE")
     return to_pil(pixels)
+
+
+def _decode(vae, scaled: torch.Tensor, tiled: bool) -> torch.Tensor:
+    if tiled:
+        vae.enable_tiling()
+    try:
+        return torch.cat([vae.decode(scaled[i : i + 1]).sample for i in range(scaled.shape[0])])
+    finally:
+        if tiled:
+            vae.disable_tiling()
 
 
 @torch.inference_mode()
