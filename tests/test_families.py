@@ -376,3 +376,27 @@ def test_kohya_named_flux_lora_splits_its_fused_layers_onto_diffusers_modules(mo
             state["lora_unet_single_blocks_0_linear1.lora_down.weight"] * 0.5
         assert torch.allclose(single.proj_mlp.weight - mlp_before, single_full[3 * inner:], atol=1e-5)  # q, k, v, mlp
     assert all(torch.equal(m.weight, old) for m, old in zip((block.to_q, block.to_k, block.to_v), before))
+
+
+def test_choosing_a_checkpoint_of_another_family_switches_the_tabs_defaults(tmp_path, folders):
+    from tests.checkpoint_files import write_diffusers_folder
+    from tests.tiny_models import make_tiny_model
+    from webui.flags import parse_flags
+    from webui.state import SharedState
+    from webui.ui.common import family_switch
+
+    models_dir = tmp_path / "models" / "Stable-diffusion"
+    models_dir.mkdir(parents=True)
+    shutil.copytree(folders["flux"], models_dir / "flux")
+    shutil.copytree(folders["zimage"], models_dir / "zimage")
+    write_diffusers_folder(make_tiny_model("sd1"), models_dir / "tiny-sd1")
+    state = SharedState.create(parse_flags(["--data-dir", str(tmp_path), "--use-cpu", "all"]))
+    values, shown = family_switch(state, "flux", "sd1")
+    assert shown == "flux" and values == {"width": 1024, "height": 1024, "steps": 20, "cfg_scale": 1.0,
+                                          "sampler_name": "Euler", "distilled_cfg_scale": 3.5}
+    assert family_switch(state, "flux", "flux") == ({}, "flux")  # same family: the user's values stay
+    values, shown = family_switch(state, "zimage", "flux")
+    assert shown == "zimage" and values["steps"] == 8 and values["cfg_scale"] == 1.0
+    values, shown = family_switch(state, "tiny-sd1", "zimage")
+    assert shown == "sd1" and values["cfg_scale"] == 7.0 and values["sampler_name"] == "DPM++ 2M"
+    assert state.models.slot.model is None

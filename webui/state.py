@@ -31,7 +31,9 @@ from .generation.rng import SOURCES
 from .models.discovery import (
     CheckpointInfo, CheckpointNotFound, available_checkpoints, find_checkpoint, with_hash,
 )
-from .models.loading import CheckpointError, ModelSlot, checkpoint_defaults, checkpoint_problem
+from .models.loading import (
+    CheckpointError, ModelSlot, checkpoint_defaults, checkpoint_family, checkpoint_problem, family_defaults,
+)
 from .models.model import SDModel
 
 log = logging.getLogger(__name__)
@@ -395,6 +397,18 @@ class ModelManager:
         except LookupError:
             return {}
         return checkpoint_defaults(info)
+
+    def family_and_defaults(self, name: str) -> tuple[str | None, dict[str, Any]]:
+        """The family of checkpoint `name` and its defaults as fields (own metadata over the family's), for the
+        UI to switch to when the chosen checkpoint is of another family; (None, {}) when that cannot be told."""
+        try:
+            info = self.find(name)
+        except LookupError:
+            return None, {}
+        family = checkpoint_family(info)
+        if family is None:
+            return None, {}
+        return family.name, family_defaults(family) | checkpoint_defaults(info)
 
     def selected_title(self) -> str:
         """What `sd_model_checkpoint` reads as (A1111 shows the checkpoint in use, never ""): the chosen

@@ -418,17 +418,21 @@ def checkpoint_family(info: CheckpointInfo) -> ModelFamily | None:
     return family_for_weights(keys)
 
 
+def family_defaults(family: ModelFamily) -> dict:
+    """A family's defaults as generation fields: its native size, steps, CFG, sampler (and distilled CFG)."""
+    d = family.defaults
+    defaults = {"width": family.default_size, "height": family.default_size, "steps": d.steps,
+                "cfg_scale": d.cfg_scale, "sampler_name": d.sampler_name}
+    if d.distilled_cfg_scale is not None:
+        defaults["distilled_cfg_scale"] = d.distilled_cfg_scale
+    return defaults
+
+
 def checkpoint_defaults(info: CheckpointInfo) -> dict:
     """What a user who leaves fields out gets on this checkpoint: its family's defaults where they differ from
     A1111's (the newer families' size, steps, CFG, sampler), then the model's own metadata (see own_defaults)."""
     family = checkpoint_family(info)
-    defaults: dict = {}
-    if family is not None and family.flow:
-        d = family.defaults
-        defaults = {"width": family.default_size, "height": family.default_size, "steps": d.steps,
-                    "cfg_scale": d.cfg_scale, "sampler_name": d.sampler_name}
-        if d.distilled_cfg_scale is not None:
-            defaults["distilled_cfg_scale"] = d.distilled_cfg_scale
+    defaults = family_defaults(family) if family is not None and family.flow else {}
     metadata = read_metadata(info.path) if info.kind == "diffusers" else {}
     return defaults | own_defaults(metadata)
 

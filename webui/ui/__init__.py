@@ -14,7 +14,7 @@ from ..state import SharedState
 from ..extensions import assets
 from . import extensions_tab, icons, img2img, merger, png_info, settings, txt2img
 from . import extras as extras_tab
-from .common import Sessions, checkpoint_row
+from .common import Sessions, checkpoint_row, wire_family_defaults
 from .scripts import ComponentHooks, extension_tabs, render_extension_tabs
 
 
@@ -29,7 +29,7 @@ def build_ui(state: SharedState) -> gr.Blocks:
 def _page(state: SharedState, hooks: ComponentHooks, extra_tabs: list) -> gr.Blocks:
     sessions = Sessions(state)
     with gr.Blocks(title="Stable Diffusion", analytics_enabled=False) as demo:
-        checkpoint_row(state, demo, sessions)  # a non-admin's choice is their session's own
+        checkpoint = checkpoint_row(state, demo, sessions)  # a non-admin's choice is their session's own
         assets.options_bridge(state, demo)  # window.opts for extensions' page scripts
         assets.page_error_sink(state)  # errors of extensions' page scripts, for the Extensions tab
         with gr.Tabs(elem_id="tabs") as tabs:
@@ -47,6 +47,7 @@ def _page(state: SharedState, hooks: ComponentHooks, extra_tabs: list) -> gr.Blo
             with gr.Tab("Settings", id="settings", elem_id="tab_settings"):
                 settings.build(state)
             extensions_tab.build(state)
+        wire_family_defaults(state, demo, checkpoint, [t2i, i2i])
         img2img.wire_send_to(t2i, i2i, tabs)
         img2img.wire_send_to(i2i, i2i, tabs)
         png_info.wire_send_to(info, t2i, i2i, tabs)

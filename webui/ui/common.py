@@ -63,6 +63,33 @@ def checkpoint_row(state: SharedState, demo: gr.Blocks, sessions: "Sessions") ->
     return dropdown
 
 
+FAMILY_FIELDS = ("width", "height", "steps", "cfg_scale", "sampler_name", "distilled_cfg_scale")
+
+
+def family_switch(state: SharedState, title: str | None, shown: str | None) -> tuple[dict, str | None]:
+    """The field values to show when checkpoint `title` is chosen on a page that shows family `shown`: the new
+    family's defaults when it is another family (as Forge's UI presets switch), else nothing, so a user's own
+    values stay while they change checkpoints within a family. Returns (values, the family now shown)."""
+    family, defaults = state.models.family_and_defaults(title) if title else (None, {})
+    if family is None or family == shown:
+        return {}, shown if family is None else family
+    return {name: value for name, value in defaults.items() if name in FAMILY_FIELDS}, family
+
+
+def wire_family_defaults(state: SharedState, demo: gr.Blocks, dropdown: gr.Dropdown, tabs: list) -> None:
+    """Choosing a checkpoint of another family sets the generation tabs' size, steps, CFG and sampler to its."""
+    targets = [(tab.controls[name], name) for tab in tabs for name in FAMILY_FIELDS if name in tab.controls.fields]
+    shown = gr.State(None)
+
+    def on_choice(title, previous):
+        values, family = family_switch(state, title, previous)
+        return [gr.update(value=values[name]) if name in values else gr.update() for _, name in targets] + [family]
+
+    dropdown.input(on_choice, [dropdown, shown], [component for component, _ in targets] + [shown],
+                   show_progress="hidden")
+    demo.load(lambda: state.models.family_and_defaults(state.models.selected_title())[0], None, shown)
+
+
 def choose_setting(state: SharedState, sessions: "Sessions", request: gr.Request | None, key: str, value) -> None:
     """A quick setting (checkpoint, VAE). With a login, only admins change it for everyone (config.json);
     anyone else's choice applies to their own session's jobs, so the dropdown still works for them."""
