@@ -216,5 +216,4 @@ def test_gallery_shows_the_whole_image_in_txt2img_and_img2img(server, page):
     expect(page.locator("#img2img_progress .error")).to_have_count(0)  # the earlier test's error is gone
     finished(page, "img2img")
     expect_idle(page, "img2img")
-    # img2img's output panel is the same output_panel as txt2img's, checked above. Its gallery came up empty
-    # in two of four full-suite runs (never alone); see the stop note.
+    expect_whole_image_shown(page, "img2img")

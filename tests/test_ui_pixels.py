@@ -87,7 +87,10 @@ def test_inpaint_from_the_page_keeps_unmasked_pixels_exactly(server, page):
     # Far from the stroke (the bottom half), every pixel is the original's, exactly.
     assert np.array_equal(after[64:], before[64:]), f"rows changed: {changed_rows.tolist()}"
     assert changed_rows.max() < 64
-
+    # The gallery hands the browser the saved image itself, not a lossy copy.
+    source = page.locator("#img2img_gallery img").first.get_attribute("src")
+    shown = page.request.get(source if source.startswith("http") else page.url.rstrip("/") + source)
+    assert np.array_equal(pixels(shown.body()), after)
 
 
 def test_interrupt_shows_the_image_as_far_as_it_got(server, page):

@@ -155,13 +155,19 @@ def wire_generation(state: SharedState, sessions: Sessions, tab: str, kind: str,
         job = sessions.submit(tab, kind, params, request, script_args)
         # As A1111: Interrupt and Skip take Generate's place while the job is queued or running.
         yield _outputs_update(running=True)
+        last = None
         try:
             for update in sessions.follow(job):
-                yield _outputs_update(update)
+                if last is not None:
+                    yield _outputs_update(last)
+                last = update
         except Exception as error:  # whatever happens, the page gets its Generate button back
             log.exception("following job %s failed", job.id)
-            yield _outputs_update((error_html(str(error)), *[gr.skip()] * 5))
-        yield _outputs_update(running=False)
+            last = (error_html(str(error)), *[gr.skip()] * 5)
+        # The result goes in the run's last update, with the Generate button: Gradio's closing message repeats
+        # only the last update, so a result followed by an update of skips could leave the gallery empty on a
+        # loaded machine (seen in full-suite runs), while a last update holding it puts it there in any case.
+        yield _outputs_update(last, running=False)
 
     inputs = controls.inputs() | set(extra_inputs) | {buttons.styles} | (scripts.components() if scripts else set())
     outputs = [*panel.outputs(), panel.selected, generate, interrupt, skip]  # as _outputs_update
