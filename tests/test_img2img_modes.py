@@ -50,3 +50,28 @@ def test_inpaint_sketch_is_a1111s_mode_3_and_reads_its_own_editor():
     image, mask = init_image_and_mask(3, {"editor": sketch_editor(), "alpha": 0, "blur": 0}, images)
     assert np.asarray(image)[12, 12].tolist() == list(RED) and np.asarray(mask)[12, 12] == 255
     assert init_image_and_mask(3, {"editor": None, "alpha": 0, "blur": 4}, images) == (None, None)
+
+
+def test_the_runs_last_update_holds_the_result_and_the_generate_button():
+    # Gradio's closing message repeats only a generator's last update: the gallery's images must be in it,
+    # not in an earlier update followed by one of skips (the gallery came up empty under load).
+    import gradio as gr
+
+    from webui.ui.txt2img import followed
+
+    image = Image.new("RGB", (8, 8))
+    progress = ("<div>50%</div>", gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip())
+    result = ("", gr.update(value=None, visible=False), [image], "<div class='infotext'>x</div>", {"images": [image]},
+              (1, 2))
+    updates = list(followed(iter([progress, result])))
+    assert len(updates) == 2
+    last = updates[-1]
+    assert last[2]["value"] == [image] and last[3] == result[3] and last[6] == 0  # gallery, infotext, selected
+    assert [button["visible"] for button in last[7:]] == [True, False, False]  # Generate back, Interrupt/Skip gone
+
+    def failing():
+        yield progress
+        raise RuntimeError("worker lost")
+
+    last = list(followed(failing()))[-1]
+    assert "worker lost" in last[0] and last[7]["visible"] is True

@@ -133,6 +133,23 @@ def _outputs_update(panel_update: tuple | None = None, running: bool | None = No
     return *update, selected, *buttons
 
 
+def followed(updates, job_id: str = ""):
+    """`Sessions.follow`'s updates for wire_generation's outputs, the last one (the job's result) together with
+    the Generate button. Gradio's closing message repeats only a run's last update, so a result followed by an
+    update of skips could leave the gallery empty on a loaded machine (seen in full-suite runs); a last update
+    that holds the result puts it there in any case."""
+    last = None
+    try:
+        for update in updates:
+            if last is not None:
+                yield _outputs_update(last)
+            last = update
+    except Exception as error:  # whatever happens, the page gets its Generate button back
+        log.exception("following job %s failed", job_id)
+        last = (error_html(str(error)), *[gr.skip()] * 5)
+    yield _outputs_update(last, running=False)
+
+
 def wire_generation(state: SharedState, sessions: Sessions, tab: str, kind: str, buttons, controls: Controls,
                     panel: OutputPanel, make_params, extra_inputs: set = frozenset(),
                     scripts: ScriptUI | None = None) -> None:
@@ -155,19 +172,7 @@ def wire_generation(state: SharedState, sessions: Sessions, tab: str, kind: str,
         job = sessions.submit(tab, kind, params, request, script_args)
         # As A1111: Interrupt and Skip take Generate's place while the job is queued or running.
         yield _outputs_update(running=True)
-        last = None
-        try:
-            for update in sessions.follow(job):
-                if last is not None:
-                    yield _outputs_update(last)
-                last = update
-        except Exception as error:  # whatever happens, the page gets its Generate button back
-            log.exception("following job %s failed", job.id)
-            last = (error_html(str(error)), *[gr.skip()] * 5)
-        # The result goes in the run's last update, with the Generate button: Gradio's closing message repeats
-        # only the last update, so a result followed by an update of skips could leave the gallery empty on a
-        # loaded machine (seen in full-suite runs), while a last update holding it puts it there in any case.
-        yield _outputs_update(last, running=False)
+        yield from followed(sessions.follow(job), job.id)
 
     inputs = controls.inputs() | set(extra_inputs) | {buttons.styles} | (scripts.components() if scripts else set())
     outputs = [*panel.outputs(), panel.selected, generate, interrupt, skip]  # as _outputs_update
