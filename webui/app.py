@@ -114,6 +114,7 @@ def main(argv: list[str]) -> int:
 
     from .jobs import JobQueue
     from .runtime import apply_attention_flags
+    from .workers import WorkerSetupError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     started = time.perf_counter()
@@ -128,7 +129,11 @@ def main(argv: list[str]) -> int:
         log.warning("no checkpoint found in %s: put a .safetensors file there and press refresh",
                     state.models.models_dir)
     state.queue = JobQueue(state)
-    state.queue.start()
+    try:
+        state.queue.start()
+    except WorkerSetupError as error:  # --ray without Ray installed, a cluster that cannot be reached
+        print(f"Cannot start the generation workers: {error}", file=sys.stderr)
+        return 2
     start_extensions(state, extensions)
     _load_model_in_background(state)  # after the extensions: their on_model_loaded callbacks see it
     app = create_app(state)

@@ -62,6 +62,10 @@ def build_parser(add_help: bool = True) -> argparse.ArgumentParser:
     from .runtime import add_speed_flags
 
     add_speed_flags(parser.add_argument_group("speed and memory (webui/runtime.py)"))
+    # several GPUs or machines (webui/workers): generation workers on Ray, behind the one fair queue
+    add("--ray", action="store_true", help="run jobs on Ray workers: a local Ray instance, one worker per GPU")
+    add("--workers", type=_positive, default=None, metavar="N", help="N Ray workers (on the CPU when there is no GPU)")
+    add("--ray-address", default=None, metavar="ADDR", help="join this Ray cluster (e.g. 10.0.0.5:6379) instead")
     add_limit_flags(parser)
     for flag in ACCEPTED_WITHOUT_EFFECT:
         add(flag, action="store_true", help=argparse.SUPPRESS)

@@ -1,4 +1,4 @@
-"""The one job queue: every generation (UI, API, scripts) runs here, one at a time, on one worker.
+"""The one job queue: every generation (UI, API, scripts) runs here, one job at a time per worker.
 
 Why a queue of our own instead of one global lock: each job has an owner, so progress,
 interrupt and skip act on that owner's job only, and waiting jobs are served round-robin
@@ -7,6 +7,10 @@ across owners, so one client's ten queued jobs cannot starve another client's on
 A job runs its batches (`n_iter`) one call at a time with the seeds fixed up front, so the
 images are the same as one call would give. An interrupt keeps every image finished so far and,
 as in A1111, the interrupted batch as far as it got (its last denoised estimate, decoded and saved).
+
+Where a job runs is a worker's business (webui/workers): by default the one in-process worker, which is
+`_run` below; with Ray, several. The queue alone dispatches: the next job in round-robin order goes to an
+idle worker, preferably one that has the job's checkpoint loaded; a job whose worker was lost runs once more.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from .generation.batches import ModelUsed, Processed
 from .generation.processing import txt2img
 from .models.model import SDModel
 from .state import OptionsError, SharedState, checked_settings
+from .workers import WorkerLost, same_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +85,9 @@ class Job:
         self._batches = 1
         self._passes = 1
         self._pass = 0
+        self.worker: str | None = None  # the id of the worker that runs (or ran) it
+        self.attempts = 0  # runs lost with their worker
+        self.avoid: set[str] = set()  # workers lost while running it
 
     @property
     def eta(self) -> float:
@@ -124,28 +132,52 @@ class Job:
 
 
 class JobQueue:
-    """Waiting jobs per owner, served round-robin by one worker thread."""
+    """Waiting jobs per owner, served round-robin; one thread per worker (webui/workers) takes them.
+    `workers`: where jobs run; None: what the flags ask for (workers_from_flags), made at start()."""
 
-    def __init__(self, state: SharedState):
+    def __init__(self, state: SharedState, workers: list | None = None):
         self.state = state
+        self.workers: list = list(workers or [])
         self._cond = threading.Condition()
         self._jobs: dict[str, Job] = {}  # every job still remembered, by id
         self._used_ids: OrderedDict[str, None] = OrderedDict()  # the last KEEP_USED_IDS ids, oldest first
         self._waiting: dict[str, deque[Job]] = {}  # owner -> their waiting jobs, oldest first
         self._turns: list[str] = []  # owners with waiting jobs; the first is served next
-        self._current: Job | None = None
-        self._thread: threading.Thread | None = None
+        self._running: dict[str, Job] = {}  # worker id -> its job
+        self._idle: set[str] = set()  # ids of the workers waiting for a job
+        self._threads: list[threading.Thread] = []
         self._stopping = False
 
-    # -- worker ------------------------------------------------------------------------------
+    # -- workers -----------------------------------------------------------------------------
     def start(self) -> None:
+        if not self.workers:
+            from .workers import workers_from_flags
+
+            workers = workers_from_flags(self.state)  # Ray takes seconds to start: outside the lock
+            with self._cond:
+                self.workers = self.workers or workers
         with self._cond:
-            if self._thread is not None and self._thread.is_alive():
+            if any(thread.is_alive() for thread in self._threads):
                 return
             self._stopping = False
-            self._thread = threading.Thread(target=self._work, name="job-queue", daemon=True)
-            self._thread.start()
+            # All named "job-queue": code that must not wait for the queue on a worker's thread checks the name.
+            self._threads = [threading.Thread(target=self._work, args=(worker,), name="job-queue", daemon=True)
+                             for worker in self.workers if worker.alive]
+            for thread in self._threads:
+                thread.start()
         self._check_outputs()
+
+    def workers_info(self) -> list[dict]:
+        """GET /sdapi/v1/workers: each worker's id, device, loaded model, current job and counts."""
+        with self._cond:
+            return [worker.describe() for worker in self.workers]
+
+    def close_workers(self) -> None:
+        """stop(), then release the workers (Ray actors); a later start() makes new ones from the flags."""
+        self.stop()
+        for worker in self.workers:
+            worker.close()
+        self.workers = []
 
     @property
     def outputs_root(self) -> Path:
@@ -163,38 +195,108 @@ class JobQueue:
     def stop(self, timeout: float = 30.0) -> None:
         with self._cond:
             self._stopping = True
-            if self._current is not None:
-                self._current.control.interrupted = True
+            for job in self._running.values():
+                job.control.interrupted = True
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(deadline - time.monotonic(), 0.1))
+        self._threads = []
 
-    def _work(self) -> None:
+    def _work(self, worker) -> None:
         while True:
             with self._cond:
-                while not self._turns and not self._stopping:
+                self._idle.add(worker.id)
+                job = None
+                while not self._stopping and (job := self._take_for(worker)) is None:
                     self._cond.wait()
-                if self._stopping:
+                self._idle.discard(worker.id)
+                if job is None:
                     return
-                job = self._take_next()
-                self._current = job
-                job.status, job.started = "running", time.time()
+                self._running[worker.id] = job
+                job.status, job.started, job.worker, worker.job = "running", time.time(), worker.id, job.id
+            lost = None
             try:
-                self._run(job)
+                worker.run(job, self)
+            except WorkerLost as error:
+                lost = error
             finally:
                 with self._cond:
-                    self._current = None
+                    del self._running[worker.id]
+                    worker.job = None
+                    if lost is not None:
+                        self._after_loss(job, worker, lost)
+                    elif job.is_finished:
+                        worker.jobs_done += 1
                     self._forget_old()
+                    self._cond.notify_all()
+            if lost is not None and not worker.recover():
+                with self._cond:
+                    worker.alive = False
+                    self._cond.notify_all()  # jobs that avoided it may go anywhere now
+                log.error("worker %s is gone; %d worker(s) left", worker.id, sum(w.alive for w in self.workers))
+                return
 
-    def _take_next(self) -> Job:
-        owner = self._turns.pop(0)
+    def _take_for(self, worker) -> Job | None:
+        """The job `worker` runs next, or None: each owner's oldest job in round-robin order; with several
+        workers, the first of those that fits this worker (see `_fits`) so that placement never reorders an
+        owner's own jobs."""
+        if not self._turns:
+            return None
+        if len(self.workers) == 1:
+            return self._take(self._turns[0])
+        for owner in self._turns:
+            if self._fits(worker, self._waiting[owner][0]):
+                job = self._take(owner)
+                self._cond.notify_all()  # the other idle workers look again: what fitted them may have changed
+                return job
+        return None
+
+    def _fits(self, worker, job: Job) -> bool:
+        """Not a worker the job was lost on while another can take it; not a worker without the job's
+        checkpoint while an idle one has it loaded."""
+        others = [w for w in self.workers if w is not worker and w.alive and w.id not in job.avoid]
+        if worker.id in job.avoid and others:
+            return False
+        wanted = self._checkpoint_path(job)
+        if wanted is None or same_checkpoint(worker.model_path, wanted):
+            return True
+        return not any(w.id in self._idle and same_checkpoint(w.model_path, wanted) for w in others)
+
+    def _checkpoint_path(self, job: Job) -> str | None:
+        wanted = job.overrides.get("sd_model_checkpoint") or self.state.options["sd_model_checkpoint"]
+        try:
+            return str(self.state.models.find(wanted).path) if wanted else None
+        except (LookupError, AttributeError):
+            return None
+
+    def _take(self, owner: str) -> Job:
+        self._turns.remove(owner)
         job = self._waiting[owner].popleft()
         if self._waiting[owner]:
             self._turns.append(owner)  # back of the line: everyone else gets a turn first
         else:
             del self._waiting[owner]
         return job
+
+    def _after_loss(self, job: Job, worker, error: WorkerLost) -> None:
+        """A job whose worker died: queued again at the head of the line, once; then it fails, saying why."""
+        job.avoid.add(worker.id)
+        if job.control.interrupted:
+            job._finish("interrupted")
+        elif job.attempts == 0:
+            log.warning("job %s: %s; it runs again on another worker", job.id, error)
+            job.attempts, job.status, job.worker, job.result = 1, "queued", None, None
+            job.step = job._batch = 0
+            job.progress = 0.0
+            self._waiting.setdefault(job.owner, deque()).appendleft(job)
+            if job.owner in self._turns:
+                self._turns.remove(job.owner)
+            self._turns.insert(0, job.owner)
+        else:
+            job.result = job.result or Processed()
+            job._finish("failed", f"{error} twice while running this job (it was run again once on another "
+                                  "worker); no image of it was kept")
 
     def _run(self, job: Job) -> None:
         result = Processed()
@@ -313,8 +415,9 @@ class JobQueue:
             return self._jobs.get(task_id)
 
     def current(self) -> Job | None:
+        """A running job (the first worker's, with several), or None."""
         with self._cond:
-            return self._current
+            return next(iter(self._running.values()), None)
 
     def pending(self) -> list[Job]:
         """The waiting jobs, in the order they will run (the running job is not included)."""
@@ -332,7 +435,7 @@ class JobQueue:
     def position(self, task_id: str) -> int | None:
         """0 for the running job, n for the n-th waiting one, None for finished or unknown ids."""
         with self._cond:
-            if self._current is not None and self._current.id == task_id:
+            if any(job.id == task_id for job in self._running.values()):
                 return 0
             for index, job in enumerate(self._order(), start=1):
                 if job.id == task_id:
@@ -367,12 +470,12 @@ class JobQueue:
 
     def running_job_of(self, owner: str) -> Job | None:
         with self._cond:
-            return self._current if self._current is not None and self._current.owner == owner else None
+            return next((job for job in self._running.values() if job.owner == owner), None)
 
     def next_job_of(self, owner: str) -> Job | None:
         """The owner's running job, else the first of their waiting ones, else None."""
         with self._cond:
-            if self._current is not None and self._current.owner == owner:
-                return self._current
+            if (running := next((job for job in self._running.values() if job.owner == owner), None)) is not None:
+                return running
             waiting = self._waiting.get(owner)
             return waiting[0] if waiting else None

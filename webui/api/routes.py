@@ -168,6 +168,8 @@ def register_api(app: FastAPI, state: SharedState, internal: bool = True) -> Non
     # Extension scripts (webui/extensions): their names per tab, and their arguments.
     api.add_api_route("/hypernetworks", lambda: info.hypernetworks(state), methods=["GET"])  # networks/hypernetworks.py
     api.add_api_route("/scripts", lambda: info.scripts_list(state), methods=["GET"])
+    # Ours: where jobs run (webui/workers), each worker's device, loaded model, current job and counts.
+    api.add_api_route("/workers", lambda: state.queue.workers_info(), methods=["GET"])
     api.add_api_route("/script-info", lambda: info.script_info(state), methods=["GET"])
     api.add_api_route("/extensions", lambda: extension_entries(state), methods=["GET"])  # extensions/manager.py
     register_extras(api, state)  # extra-single-image, extra-batch-images, realesrgan-models, face-restorers
