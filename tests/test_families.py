@@ -400,3 +400,22 @@ def test_choosing_a_checkpoint_of_another_family_switches_the_tabs_defaults(tmp_
     values, shown = family_switch(state, "tiny-sd1", "zimage")
     assert shown == "sd1" and values["cfg_scale"] == 7.0 and values["sampler_name"] == "DPM++ 2M"
     assert state.models.slot.model is None
+
+
+def test_a_diffusers_folder_with_a_grown_vocabulary_uses_its_own_tokenizer(tmp_path):
+    """diffusers' textual-inversion training saves a folder whose tokenizer and text encoder have an extra token;
+    with the bundled tokenizer every job failed (IndexError), and the token would not be found."""
+    from tests.checkpoint_files import write_diffusers_folder
+    from tests.tiny_models import make_tiny_model
+
+    model = make_tiny_model("sd1")
+    tokenizer, encoder = model.tokenizers[0], model.text_encoders[0]
+    tokenizer.add_tokens(["<my-cat>"])
+    encoder.resize_token_embeddings(len(tokenizer))
+    folder = write_diffusers_folder(model, tmp_path / "ti-trained")
+    loaded = load_checkpoint(folder)
+    new_id = loaded.tokenizers[0].convert_tokens_to_ids("<my-cat>")
+    assert new_id == 49408 and loaded.text_encoders[0].get_input_embeddings().weight.shape[0] == 49409
+    result = txt2img(loaded, Txt2ImgParams(prompt="a photo of <my-cat>", steps=2, width=64, height=64,
+                                           sampler_name="Euler", save_images=False))
+    assert result.images[0].size == (64, 64)

@@ -34,7 +34,7 @@ def clip_tokenizers(folder: Path | None, subfolders: tuple[str, ...], pads: tupl
     tokenizers = []
     for subfolder, pad in zip(subfolders, pads):
         own = folder / subfolder if folder is not None else None
-        if own is not None and (own / "vocab.json").is_file():
+        if own is not None and any((own / name).is_file() for name in ("vocab.json", "tokenizer.json")):
             tokenizers.append(CLIPTokenizer.from_pretrained(own, local_files_only=True))
         else:
             extra = {"pad_token": pad} if pad else {}
