@@ -2,6 +2,7 @@
 
     python tools/load_check.py --clients 8 --seconds 30            # tiny random model
     python tools/load_check.py --ckpt /path/model.safetensors --steps 20 --size 512
+    python tools/load_check.py --workers 2 --clients 4   # 1 in-process worker, then 1 and 2 Ray workers
 
 Prints jobs completed, errors, and queue wait times (p50/p95/max) as the server measured
 them (`queue_seconds` in each response's info), plus each client's share of the jobs, and lost
@@ -33,8 +34,9 @@ from webui.flags import parse_flags  # noqa: E402
 from webui.state import SharedState  # noqa: E402
 
 
-def start_server(data_dir: Path, ckpt: str | None) -> tuple[uvicorn.Server, str, SharedState]:
+def start_server(data_dir: Path, ckpt: str | None, workers: int | None = None) -> tuple[uvicorn.Server, str, SharedState]:
     argv = ["--data-dir", str(data_dir), "--use-cpu", "all", "--precision", "full"]
+    argv += ["--workers", str(workers)] if workers else []  # Ray workers (webui/workers) instead of in-process
     if ckpt:
         argv += ["--ckpt", ckpt]
     else:  # a tiny random-weight model, written as a diffusers folder
@@ -66,13 +68,30 @@ def main() -> int:
     parser.add_argument("--ckpt", default=None, help="checkpoint file or folder (default: a tiny random model)")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="compare: the in-process worker, then 1 and N Ray workers on the CPU (needs ray)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if not args.workers:
+        return check(args, None)
+    failed = 0
+    for workers in sorted({None, 1, args.workers}, key=lambda n: n or 0):
+        print(f"== {'in-process worker' if workers is None else f'{workers} Ray worker(s)'}", flush=True)
+        failed |= check(args, workers)
+    return failed
 
+
+def check(args, workers: int | None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
-        server, url, state = start_server(Path(tmp), args.ckpt)
+        server, url, state = start_server(Path(tmp), args.ckpt, workers)
         body = {"prompt": "a lighthouse at dusk", "steps": args.steps, "width": args.size, "height": args.size}
-        httpx.post(f"{url}/sdapi/v1/txt2img", json=body, timeout=600)  # warm-up: loads the model
+        warm = [threading.Thread(target=httpx.post, args=(f"{url}/sdapi/v1/txt2img",),  # loads the model(s):
+                                 kwargs={"json": body, "timeout": 600, "headers": {"X-Client-Id": f"warm-{n}"}})
+                for n in range(workers or 1)]  # one job per worker at once, so each worker takes one
+        for thread in warm:
+            thread.start()
+        for thread in warm:
+            thread.join()
         stop_at = time.monotonic() + args.seconds
         lock = threading.Lock()
         done: dict[int, int] = {}
@@ -108,7 +127,8 @@ def main() -> int:
             thread.join()
         elapsed = time.monotonic() - began
         server.should_exit = True
-        state.queue.stop()
+        jobs_per_worker = {w["id"]: w["jobs_done"] for w in state.queue.workers_info()}
+        state.queue.close_workers()
         lost, broken = lost_images(Path(tmp) / "outputs", reported)
 
     total = sum(done.values())
@@ -118,6 +138,7 @@ def main() -> int:
     print(f"request latency s: p50 {percentile(latencies, 0.5):.3f}  p95 {percentile(latencies, 0.95):.3f}  "
           f"mean {statistics.fmean(latencies) if latencies else 0:.3f}")
     print("jobs per client:", " ".join(str(done.get(n, 0)) for n in range(args.clients)))
+    print("jobs per worker (warm-up included):", " ".join(f"{k} {v}" for k, v in jobs_per_worker.items()))
     print(f"images reported {len(reported)}, lost {lost} (not on disk with their infotext), "
           f"unreadable files {broken}")
     for error in errors[:5]:

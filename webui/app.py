@@ -135,7 +135,8 @@ def main(argv: list[str]) -> int:
         print(f"Cannot start the generation workers: {error}", file=sys.stderr)
         return 2
     start_extensions(state, extensions)
-    _load_model_in_background(state)  # after the extensions: their on_model_loaded callbacks see it
+    if all(worker.in_process for worker in state.queue.workers):  # Ray workers load their own models
+        _load_model_in_background(state)  # after the extensions: their on_model_loaded callbacks see it
     app = create_app(state)
 
     host = "0.0.0.0" if flags.listen else (flags.server_name or "127.0.0.1")

@@ -31,6 +31,8 @@ def same_checkpoint(a: str | Path | None, b: str | Path | None) -> bool:
 class Worker:
     """One place jobs run. Subclasses implement `run`; the rest is bookkeeping the queue and the API read."""
 
+    in_process = False  # whether jobs run on this process's own model (state.models)
+
     def __init__(self, worker_id: str, device: str = "cpu"):
         self.id = worker_id
         self.device = device
@@ -66,6 +68,8 @@ class Worker:
 
 class LocalWorker(Worker):
     """The default: the job runs in this process on the one model of `state.models` (JobQueue._run)."""
+
+    in_process = True
 
     def __init__(self, state):
         slot = getattr(state.models, "slot", None)
