@@ -193,3 +193,21 @@ def test_a_vae_decode_that_runs_out_of_memory_falls_back_to_tiles(caplog):
     assert image.size == expected.size
     # tiles blend at their seams: close to the whole decode, not equal
     assert np.abs(np.asarray(image).astype(int) - np.asarray(expected).astype(int)).mean() < 40
+
+
+def test_the_server_loads_checkpoints_with_the_flags_and_settings(tmp_path):
+    """launch.py's path: --medvram from the flags, FP8 weight and compile_unet from the settings, at each load."""
+    from checkpoint_files import write_diffusers_folder
+    from webui.state import SharedState
+
+    write_diffusers_folder(make_tiny_model("sdxl"), tmp_path / "models" / "Stable-diffusion" / "tiny-xl")
+    state = SharedState.create(parse_flags(["--data-dir", str(tmp_path), "--use-cpu", "all", "--medvram-sdxl"]))
+    state.options.update({"fp8_storage": "Enable for SDXL"})
+    options = state.models.runtime_options()
+    assert options.memory == memory.MemoryOptions("normal", medvram_sdxl=True, fp8="Enable for SDXL")
+    assert options.loads_on_cpu and not options.compile
+    model = state.models.current()
+    assert model.placement.swapped == {"text_encoders", "unet", "vae"}  # SDXL: --medvram-sdxl applies
+    assert memory.uses_fp8(model.unet)
+    state.options.update({"compile_unet": True})
+    assert state.models.runtime_options().compile

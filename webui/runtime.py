@@ -57,9 +57,10 @@ class RuntimeOptions:
     compile: bool = False
 
     @classmethod
-    def from_flags(cls, flags: argparse.Namespace, fp8_setting: str = "Disable") -> "RuntimeOptions":
+    def from_flags(cls, flags: argparse.Namespace, fp8_setting: str = "Disable",
+                   compile_setting: bool = False) -> "RuntimeOptions":
         fp8 = getattr(flags, "fp8_storage", None) or fp8_setting
-        return cls(memory.MemoryOptions.from_flags(flags, fp8), bool(getattr(flags, "compile", False)))
+        return cls(memory.MemoryOptions.from_flags(flags, fp8), bool(getattr(flags, "compile", False) or compile_setting))
 
     @property
     def loads_on_cpu(self) -> bool:
@@ -84,7 +85,9 @@ def prepare(model, options: RuntimeOptions, compute: torch.device | str | None =
     if compute.type == "cpu" and options.memory.mode != "normal":
         log.info("--%s: there is no GPU, so everything is in CPU memory anyway", options.memory.mode)
     if options.compile:
-        if memory.uses_fp8(model.unet):
+        if options.memory.mode_for(model.family.name) == "lowvram":  # the setting with --lowvram
+            log.warning("--compile is off: --lowvram moves blocks in and out of the GPU inside every step")
+        elif memory.uses_fp8(model.unet):
             log.warning("--compile is off for %s: its weights are stored in fp8 and upcast layer by layer, "
                         "which a compiled graph cannot capture; turn FP8 weight off to compile", model.name)
         else:

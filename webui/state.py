@@ -66,6 +66,8 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "extra_networks_default_multiplier": 1.0,  # its weight there
     # Ours: an API client that disconnects has its job cancelled (nobody gets its images; others wait behind it).
     "api_cancel_on_disconnect": True,
+    # Ours: torch.compile the UNet/transformer of each checkpoint loaded from now on (as --compile; webui/fast_path.py)
+    "compile_unet": False,
 }
 # Every setting name a client may send: A1111 v1.10's (most stored only: a1111_options.py) and ours, ours winning.
 KNOWN_DEFAULTS: dict[str, Any] = {**A1111_OPTIONS, **OPTION_DEFAULTS}
@@ -483,8 +485,8 @@ class ModelManager:
         return runtime.prepare(self.slot.switch(hashed), self.runtime_options(), self.compute_device)
 
     def runtime_options(self) -> runtime.RuntimeOptions:
-        """--compile, the memory mode and FP8 weight storage (the setting; read at each load)."""
-        return runtime.RuntimeOptions.from_flags(self.flags, self.options["fp8_storage"])
+        """--compile (or its setting), the memory mode and FP8 weight storage (the settings: read at each load)."""
+        return runtime.RuntimeOptions.from_flags(self.flags, self.options["fp8_storage"], self.options["compile_unet"])
 
 
 @dataclass
