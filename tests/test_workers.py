@@ -154,3 +154,20 @@ def test_ray_flags_without_ray_say_how_to_install_it(tmp_path, monkeypatch):
     with pytest.raises(SystemExit):
         parse_flags(["--workers", "0"])
     assert parse_flags(["--ray-address", "10.0.0.5:6379"]).ray_address == "10.0.0.5:6379"
+
+
+def test_a_work_order_names_the_worker_only_when_there_are_several(tmp_path):
+    from webui.workers.ray_pool import RayWorker
+
+    state = SharedState.create(parse_flags(["--data-dir", str(tmp_path), "--use-cpu", "all"]))
+    queue = JobQueue(state, [FakeWorker("other")])
+    worker = RayWorker("worker-0", actor=None)
+    job = submit(queue, "x")
+    order, outdir = worker._order(job, queue)  # one worker: the infotext stays A1111's
+    assert "Worker" not in order.params.extra_generation_params and order.params.save_images is False
+    assert outdir.parent == tmp_path / "outputs" / "txt2img-images" and outdir.is_dir()  # checked before compute
+    queue.workers.append(worker)
+    order, _ = worker._order(job, queue)
+    assert order.params.extra_generation_params == {"Worker": "worker-0"}
+    assert job.params.save_images is True and job.params.extra_generation_params == {}  # the front saves
+    assert (order.checkpoint, order.vae, order.job_id) == ("", "Automatic", job.id)
