@@ -211,3 +211,17 @@ def test_the_server_loads_checkpoints_with_the_flags_and_settings(tmp_path):
     assert memory.uses_fp8(model.unet)
     state.options.update({"compile_unet": True})
     assert state.models.runtime_options().compile
+
+
+def test_pad_conds_v0_batches_prompt_and_negative_of_different_lengths_in_one_call():
+    model = make_tiny_model("sd1")
+    rows = []
+    model.unet.register_forward_pre_hook(lambda m, args: rows.append(args[0].shape[0]))
+    long_prompt = ", ".join(["a red cat on a blue sofa"] * 14)  # over 75 tokens: two chunks against one
+    plain = txt2img(model, params(prompt=long_prompt))
+    assert rows == [1, 1] * 4  # cond and uncond in separate calls, as A1111 by default
+    rows.clear()
+    padded = txt2img(model, params(prompt=long_prompt, settings=GenerationSettings(pad_cond_uncond_v0=True)))
+    assert rows == [2] * 4
+    assert str(parse_infotext(padded.infotexts[0])["Pad conds v0"]) == "True"
+    assert "Pad conds" not in plain.infotexts[0]

@@ -117,6 +117,7 @@ class CFGDenoiser:
         hooks: GenerationHooks = NO_HOOKS,
         total_steps: int = 0,
         skip_uncond: "UncondSkipping | None" = None,
+        pad_conds: bool = False,
     ):
         self.denoiser = denoiser
         self.conds = conds
@@ -134,6 +135,9 @@ class CFGDenoiser:
         self.total_steps = total_steps
         self.last_denoised_uncond: torch.Tensor | None = None  # read by DDIM CFG++
         self.skipping = skip_uncond or UncondSkipping()
+        # A1111's "pad_cond_uncond_v0": texts of different chunk counts still go in one call, the shorter
+        # padded by repeating its last token vector (it changes the image a little, so it is a setting)
+        self.pad_conds = pad_conds
         # Stacked conditioning per combination of texts: after the first call that uses
         # a combination, a prompt-schedule swap is a dictionary lookup.
         self._stacked: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor | None]] = {}
@@ -166,7 +170,7 @@ class CFGDenoiser:
             cond_out = self._run(x, sigma, conds, owner, image_cond)
             uncond_out = cond_out.index_select(0, self._device_tensor(tuple(owner.index(i) for i in images), x))
         # One call, as A1111 batches it, when the lengths match (or the family reads each row at its own length).
-        elif max(c.tokens for c in conds) == max(c.tokens for c in unconds) or self._variable_text:
+        elif max(c.tokens for c in conds) == max(c.tokens for c in unconds) or self._variable_text or self.pad_conds:
             out = self._run(x, sigma, conds + unconds, owner + images, image_cond)
             cond_out, uncond_out = out[: len(owner)], out[len(owner) :]
         else:  # different chunk counts: separate calls, as A1111 does by default

@@ -216,6 +216,7 @@ def infotext_params(model: SDModel, p: Txt2ImgParams, choice: SamplerChoice, see
         "Emphasis": settings.emphasis if settings.emphasis != "Original" and uses_emphasis else None,
         "Old prompt editing timelines": True if settings.use_old_scheduling else None,
         **uncond_skipping(settings).infotext(),  # "NGMS", "NGMS all steps", "Skip Early CFG"
+        "Pad conds v0": True if settings.pad_cond_uncond_v0 else None,
         # "Distilled CFG Scale", "Shift": what the model's family adds
         **model.family.infotext_params(model, model.family.noise_schedule(model, p.width, p.height),
                                        p.distilled_cfg_scale),

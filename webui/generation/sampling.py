@@ -149,7 +149,8 @@ def run_pass(
     denoiser = CFGDenoiser(ModelDenoiser(model, plan.schedule, extra), conds, unconds,
                            cfg_scale * sampler.cfg_scale_multiplier, image_cond=image_cond, control=control,
                            init_latent=init_latent, latent_mask=latent_mask, hooks=hooks,
-                           total_steps=len(sigmas) - 1, skip_uncond=uncond_skipping(settings))
+                           total_steps=len(sigmas) - 1, skip_uncond=uncond_skipping(settings),
+                           pad_conds=settings.pad_cond_uncond_v0)
     kwargs = _sampler_kwargs(sampler, settings, extras, rng, x, sigmas, seeds, plan.schedule)
 
     finished: list[torch.Tensor] = []  # the latest step's denoised estimate
