@@ -64,10 +64,11 @@ def test_lowvram_keeps_one_block_at_a_time_on_the_gpu(eager_sdxl):
     model = make_tiny_model("sdxl")
     placement = memory.configure(model, memory.MemoryOptions("lowvram"))
     unet_blocks = [name for name in placement.units if name.startswith("unet.")]
-    assert {"unet.down_blocks.0", "unet.mid_block", "unet.up_blocks.1", "unet.conv_in"} <= set(unet_blocks)
-    assert any(name.startswith("text_encoders.0.") and "layers" in name for name in placement.units)
-    blocks = {name: module for name, module in model.unet.named_children() if name in ("mid_block", "conv_out")}
-    blocks["down_blocks.0"] = model.unet.down_blocks[0]
+    assert {"unet.down_blocks.0", "unet.mid_block.resnets.0", "unet.up_blocks.1", "unet.conv_in"} <= set(unet_blocks)
+    text_units = [name for name in placement.units if name.startswith("text_encoders.")]
+    assert "text_encoders.0.encoder.layers.2" in text_units and "text_encoders.1.text_model.encoder.layers.0" in text_units
+    blocks = {"conv_out": model.unet.conv_out, "down_blocks.0": model.unet.down_blocks[0],
+              "mid_block.resnets.0": model.unet.mid_block.resnets[0]}
     seen = watch(placement, blocks)
     assert (pixels(model) == eager_sdxl).all()
     assert seen

@@ -63,20 +63,25 @@ def _has_weights(module: nn.Module) -> bool:
     return any(True for _ in module.parameters()) or any(True for _ in module.buffers())
 
 
-def blocks(module: nn.Module, prefix: str, top: bool = True) -> list[tuple[str, nn.Module]]:
-    """`module` cut into the pieces --lowvram moves one at a time: the top level's children, list
-    containers opened up (each UNet down/up block, each transformer layer), and wrappers with one child
-    (CLIPTextModel -> text_model -> encoder -> layers) looked through."""
-    if _holds_tensors(module) and top:
+def _holds_a_stack(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.ModuleList) for m in module.modules())
+
+
+def blocks(module: nn.Module, prefix: str, top: bool = True, in_list: bool = False) -> list[tuple[str, nn.Module]]:
+    """`module` cut into the pieces --lowvram moves one at a time: the top level's children, each element of
+    a layer stack (a UNet down/up block, a transformer or T5 layer), and containers without weights of their
+    own opened down to their stacks (CLIPTextModel -> text_model -> encoder -> layers.N; T5's encoder ->
+    block.N), so that no piece is a whole stack of layers (T5-XXL's 24 layers are about 9.5 GB in fp16)."""
+    if (_holds_tensors(module) and top) or in_list:
         return [(prefix, module)]  # weights of its own at the top: it moves as a whole
     children = [(name, child) for name, child in module.named_children() if _has_weights(child)]
-    open_up = top or isinstance(module, (nn.ModuleList, nn.Sequential)) or (
-        len(children) == 1 and not _holds_tensors(module))
+    stack = isinstance(module, (nn.ModuleList, nn.Sequential))
+    open_up = top or stack or (not _holds_tensors(module) and (len(children) == 1 or _holds_a_stack(module)))
     if not open_up or not children:
         return [(prefix, module)]
     found = []
     for name, child in children:
-        found += blocks(child, f"{prefix}.{name}", top=False)
+        found += blocks(child, f"{prefix}.{name}", top=False, in_list=stack)
     return found
 
 
