@@ -171,3 +171,20 @@ def test_a_work_order_names_the_worker_only_when_there_are_several(tmp_path):
     assert order.params.extra_generation_params == {"Worker": "worker-0"}
     assert job.params.save_images is True and job.params.extra_generation_params == {}  # the front saves
     assert (order.checkpoint, order.vae, order.job_id) == ("", "Automatic", job.id)
+
+
+def test_a_fault_in_a_worker_fails_its_job_and_the_worker_goes_on(tmp_path):
+    class Faulty(FakeWorker):
+        def run(self, job, queue):
+            if job.params.prompt == "fault":
+                raise KeyError("bug")
+            super().run(job, queue)
+
+    queue = make_queue(tmp_path, [Faulty("w0")])
+    queue.start()
+    try:
+        failed = submit(queue, "fault").wait(10)
+        assert failed.status == "failed" and "KeyError" in failed.error
+        assert submit(queue, "fine").wait(10).status == "done"
+    finally:
+        queue.stop()

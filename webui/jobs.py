@@ -220,6 +220,11 @@ class JobQueue:
                 worker.run(job, self)
             except WorkerLost as error:
                 lost = error
+            except Exception as error:  # a fault of the worker's own code: this job fails, the worker goes on
+                log.exception("worker %s failed on job %s", worker.id, job.id)
+                if not job.is_finished:
+                    job.result = job.result or Processed()
+                    job._finish("failed", f"{type(error).__name__}: {error}")
             finally:
                 with self._cond:
                     del self._running[worker.id]
