@@ -165,8 +165,8 @@ def register_api(app: FastAPI, state: SharedState, internal: bool = True) -> Non
     api.add_api_route("/refresh-vae", lambda: None, methods=["POST"])  # the VAE list is read on every request
     api.add_api_route("/loras", lambda: info.loras(state), methods=["GET"])  # LoRA (webui/networks)
     api.add_api_route("/refresh-loras", lambda: info.refresh_loras(state), methods=["POST"])
-    # Extension scripts (webui/extensions): their names per tab, and their arguments.
     api.add_api_route("/hypernetworks", lambda: info.hypernetworks(state), methods=["GET"])  # networks/hypernetworks.py
+    # Extension scripts (webui/extensions): their names per tab, and their arguments.
     api.add_api_route("/scripts", lambda: info.scripts_list(state), methods=["GET"])
     # Ours: where jobs run (webui/workers), each worker's device, loaded model, current job and counts.
     api.add_api_route("/workers", lambda: state.queue.workers_info(), methods=["GET"])
