@@ -316,6 +316,20 @@ def test_sd35_single_files_load_with_their_text_encoders(tmp_path, all_in_one):
     assert np.array_equal(pixels(first), pixels(txt2img(model, params()).images[0])) and pixels(first).std() > 0
 
 
+def test_zimage_single_file_loads_with_qwen_its_tokenizer_and_the_vae(tmp_path):
+    from tests.tiny_flow_models import write_zimage_single_files
+
+    root = tmp_path / "models"
+    path = write_zimage_single_files(root)
+    model = load_checkpoint(path)
+    assert model.family is ZIMAGE and type(model.text_encoders[0]).__name__ == "Qwen3Model"
+    first = txt2img(model, params(cfg_scale=2.0)).images[0]
+    assert np.array_equal(pixels(first), pixels(txt2img(model, params(cfg_scale=2.0)).images[0]))
+    shutil.rmtree(root / "text_encoder" / "qwen3_tokenizer")
+    with pytest.raises(CheckpointError, match="Qwen3's tokenizer files are missing: .*models/text_encoder/qwen3_tokenizer/"):
+        load_checkpoint(path)
+
+
 def test_single_files_of_families_without_a_single_file_loader_point_to_the_folder(tmp_path):
     from safetensors.torch import save_file
 

@@ -211,3 +211,29 @@ def write_sd3_single_files(models_root: Path, *, all_in_one: bool = False) -> Pa
     path = checkpoints / ("sd35-tiny-aio.safetensors" if all_in_one else "sd35-tiny.safetensors")
     save_file({k: v.contiguous() for k, v in state.items()}, path)
     return path
+
+
+def write_zimage_single_files(models_root: Path) -> Path:
+    """A tiny Z-Image as ComfyUI users keep it: the transformer in its original layout in models/Stable-diffusion/,
+    Qwen3 (as a causal-LM file: `model.` prefix) and its tokenizer folder in models/text_encoder/, the Flux VAE in
+    models/VAE/."""
+    from safetensors.torch import save_file
+
+    from tests.checkpoint_files import vae_to_ldm
+    from webui.families.zimage_layout import PREFIX, from_diffusers
+
+    pipe = build_zimage()
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(32, 32, 32, 32),
+                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                        layers_per_block=1, norm_num_groups=32, scaling_factor=0.3611, shift_factor=0.1159,
+                        use_quant_conv=False, use_post_quant_conv=False)
+    for folder in ("Stable-diffusion", "text_encoder", "VAE"):
+        (models_root / folder).mkdir(parents=True, exist_ok=True)
+    save_file({f"model.{k}": v.contiguous() for k, v in pipe.text_encoder.state_dict().items()},
+              models_root / "text_encoder" / "qwen_3_4b.safetensors")
+    pipe.tokenizer.save_pretrained(models_root / "text_encoder" / "qwen3_tokenizer")
+    save_file({k.removeprefix("first_stage_model."): v.contiguous() for k, v in vae_to_ldm(vae.state_dict(), vae.config).items()},
+              models_root / "VAE" / "ae.safetensors")
+    path = models_root / "Stable-diffusion" / "z-image-tiny.safetensors"
+    save_file({PREFIX + k: v.contiguous() for k, v in from_diffusers(pipe.transformer.state_dict()).items()}, path)
+    return path

@@ -160,8 +160,8 @@ def t5_from_weights(state: dict, dtype: torch.dtype, what: str = "T5 text encode
     return filled(empty(lambda: T5EncoderModel(config)), weights, dtype, what)
 
 
-def t5_tokenizer(root: Path):
-    """T5's tokenizer from a folder under the text encoder folders that holds its files."""
+def tokenizer_folder(root: Path, accept=lambda tokenizer: True):
+    """The first tokenizer in a folder under the text encoder folders that `accept` takes, or None."""
     from transformers import AutoTokenizer
 
     for folder in TEXT_ENCODER_DIRS:
@@ -170,11 +170,58 @@ def t5_tokenizer(root: Path):
             continue
         for candidate in sorted(p for p in base.iterdir() if p.is_dir()):
             if any((candidate / name).is_file() for name in TOKENIZER_FILES):
-                return AutoTokenizer.from_pretrained(candidate, local_files_only=True)
+                tokenizer = AutoTokenizer.from_pretrained(candidate, local_files_only=True)
+                if accept(tokenizer):
+                    return tokenizer
+    return None
+
+
+def t5_tokenizer(root: Path):
+    """T5's tokenizer from a folder under the text encoder folders that holds its files."""
+    found = tokenizer_folder(root, lambda tokenizer: not getattr(tokenizer, "chat_template", None))
+    if found is not None:
+        return found
     raise UnsupportedCheckpoint(
         "T5's tokenizer files are missing: put tokenizer.json (or spiece.model) with tokenizer_config.json and "
         "special_tokens_map.json in a folder such as models/text_encoder/t5xxl_tokenizer/ (the tokenizer_2 "
         "folder of a Flux diffusers model is one); nothing is downloaded")
+
+
+# ---- Qwen3 (Z-Image) -----------------------------------------------------------------------------------
+
+def is_qwen3(keys: set[str]) -> bool:
+    return any(k.endswith("layers.0.self_attn.q_norm.weight") for k in keys)
+
+
+def qwen3_width(path: Path) -> int | None:
+    key = next((k for k in keys_in(path) if k.endswith("embed_tokens.weight")), None)
+    shape = shape_in(path, key) if key else None
+    return shape[1] if shape else None
+
+
+def qwen3_from_weights(state: dict, dtype: torch.dtype, what: str = "Qwen3 text encoder"):
+    """A transformers Qwen3Model sized from its weights (a causal-LM file's `model.` prefix and head dropped)."""
+    from transformers import Qwen3Config, Qwen3Model
+
+    state = {k.removeprefix("model."): v for k, v in state.items() if not k.startswith("lm_head.")}
+    vocab, hidden = state["embed_tokens.weight"].shape
+    head_dim = int(state["layers.0.self_attn.q_norm.weight"].shape[0])
+    layers = 1 + max(int(m[1]) for k in state if (m := re.match(r"layers\.(\d+)\.", k)))
+    config = Qwen3Config(vocab_size=int(vocab), hidden_size=int(hidden), num_hidden_layers=layers,
+                         intermediate_size=int(state["layers.0.mlp.gate_proj.weight"].shape[0]), head_dim=head_dim,
+                         num_attention_heads=int(state["layers.0.self_attn.q_proj.weight"].shape[0]) // head_dim,
+                         num_key_value_heads=int(state["layers.0.self_attn.k_proj.weight"].shape[0]) // head_dim)
+    return filled(empty(lambda: Qwen3Model(config)), state, dtype, what)
+
+
+def chat_tokenizer(root: Path, what: str, example: str):
+    found = tokenizer_folder(root, lambda tokenizer: bool(getattr(tokenizer, "chat_template", None)))
+    if found is not None:
+        return found
+    raise UnsupportedCheckpoint(
+        f"{what}'s tokenizer files are missing: put tokenizer.json with tokenizer_config.json (holding its chat "
+        f"template) in a folder such as models/text_encoder/{example}/ (the tokenizer folder of the model's "
+        "diffusers version is one); nothing is downloaded")
 
 
 # ---- the VAE --------------------------------------------------------------------------------------------

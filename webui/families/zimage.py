@@ -23,6 +23,38 @@ class ZImageFamily(FlowFamily):
     # Turbo: 8 steps without CFG (diffusers' guidance 0 is CFG scale 1 here: pos + g(pos - neg) = CFG g + 1).
     defaults = Defaults(steps=8, cfg_scale=1.0, sampler_name="Euler")
 
+    vae_factors = (0.3611, 0.1159)  # the Flux VAE
+
+    def claims_weights(self, keys) -> bool:
+        return any("cap_embedder." in k for k in keys) and any("noise_refiner." in k for k in keys)
+
+    def load_single_file(self, state, models_root, dtype, vae_dtype) -> dict:
+        """The original layout (ComfyUI's `model.diffusion_model.` prefix or none); Qwen3 and its tokenizer
+        folder from models/text_encoder, the Flux VAE from models/VAE (see companions.py)."""
+        from diffusers import ZImageTransformer2DModel
+
+        from . import companions, zimage_layout
+
+        parts_prefixes = ("text_encoders.", "vae.", "first_stage_model.")
+        weights = zimage_layout.to_diffusers({k: v for k, v in state.items() if not k.startswith(parts_prefixes)})
+        config = zimage_layout.config_from_weights(weights)
+        transformer = companions.filled(companions.empty(lambda: ZImageTransformer2DModel(**config)), weights, dtype,
+                                        "transformer")
+        width = config["cap_feat_dim"]
+        qwen = companions.part(state, "text_encoders.qwen3_4b.transformer.", models_root, companions.TEXT_ENCODER_DIRS,
+                               lambda path, keys: companions.is_qwen3(keys) and companions.qwen3_width(path) == width,
+                               f"Qwen3 text encoder (width {width})", "qwen_3_4b.safetensors",
+                               lambda weights: companions.qwen3_from_weights(weights, dtype))
+        channels = config["in_channels"]
+        vae = companions.part(state, "vae.", models_root, companions.VAE_DIRS,
+                              lambda path, keys: companions.is_vae(keys) and companions.vae_latent_channels(path) == channels,
+                              f"VAE ({channels} latent channels)", "ae.safetensors",
+                              lambda weights: companions.vae_from_weights(weights, *self.vae_factors, vae_dtype),
+                              prefer=("ae", "flux"))
+        tokenizer = companions.chat_tokenizer(models_root, "Qwen3", "qwen3_tokenizer")
+        return dict(family=self, unet=transformer, vae=vae, text_encoders=[qwen], tokenizers=[tokenizer],
+                    schedule_config={"shift": 3.0}, prediction_type="flow", default_size=self.default_size)
+
     def long_text_encoder(self, model):
         from webui.generation.conditioning_llm import ChatTextEncoder
 
