@@ -433,3 +433,12 @@ def test_a_diffusers_folder_with_a_grown_vocabulary_uses_its_own_tokenizer(tmp_p
     result = txt2img(loaded, Txt2ImgParams(prompt="a photo of <my-cat>", steps=2, width=64, height=64,
                                            sampler_name="Euler", save_images=False))
     assert result.images[0].size == (64, 64)
+
+
+@pytest.mark.parametrize("kind", ["sd3", "flux", "zimage"])
+def test_and_parts_and_alternation_run_on_flow_families(models, kind):
+    model = models[kind]
+    plain = pixels(txt2img(model, params(prompt="a red house")).images[0])
+    both = pixels(txt2img(model, params(prompt="a red house AND a blue tree :0.8")).images[0])
+    alternating = pixels(txt2img(model, params(prompt="a [red|blue] house")).images[0])
+    assert not np.array_equal(plain, both) and not np.array_equal(plain, alternating)
