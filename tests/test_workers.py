@@ -139,6 +139,23 @@ def test_a_worker_that_does_not_come_back_is_no_longer_used(tmp_path):
         queue.stop()
 
 
+def test_when_every_worker_is_gone_waiting_and_new_jobs_fail_instead_of_waiting_forever(tmp_path):
+    only = FakeWorker("w0", lose={"fatal"}, comes_back=False)
+    only.gate.clear()
+    queue = make_queue(tmp_path, [only])
+    fatal = submit(queue, "fatal", "a")
+    waiting = submit(queue, "waiting", "b")
+    queue.start()
+    only.gate.set()
+    try:
+        assert fatal.wait(10).status == "failed"
+        assert waiting.wait(10).status == "failed" and "no generation worker is left" in waiting.error
+        late = submit(queue, "late", "c")
+        assert late.wait(1).status == "failed" and "restart the WebUI" in late.error
+    finally:
+        queue.stop()
+
+
 def test_the_default_is_one_in_process_worker(tmp_path):
     state = SharedState.create(parse_flags(["--data-dir", str(tmp_path), "--use-cpu", "all"]))
     workers = workers_from_flags(state)

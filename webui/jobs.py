@@ -161,9 +161,20 @@ class JobQueue:
             if lost is not None and not worker.recover():
                 with self._cond:
                     worker.alive = False
+                    if not any(w.alive for w in self.workers):
+                        self._fail_waiting("no generation worker is left (all were lost); restart the WebUI")
                     self._cond.notify_all()  # jobs that avoided it may go anywhere now
                 log.error("worker %s is gone; %d worker(s) left", worker.id, sum(w.alive for w in self.workers))
                 return
+
+    def _fail_waiting(self, why: str) -> None:
+        """Every waiting job fails with `why` (with the queue's lock held): none is left waiting for nothing."""
+        for jobs in self._waiting.values():
+            for job in jobs:
+                job.result = job.result or Processed()
+                job._finish("failed", why)
+        self._waiting.clear()
+        self._turns.clear()
 
     def _take_for(self, worker) -> Job | None:
         """The job `worker` runs next, or None: each owner's oldest job in round-robin order; with several
@@ -335,6 +346,8 @@ class JobQueue:
                 self._waiting[owner] = deque()
                 self._turns.append(owner)
             self._waiting[owner].append(job)
+            if self.workers and not any(w.alive for w in self.workers):
+                self._fail_waiting("no generation worker is left (all were lost); restart the WebUI")
             self._cond.notify_all()
         return job
 
