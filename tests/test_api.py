@@ -346,3 +346,12 @@ def test_a1111_hires_defaults_are_accepted(http):
     assert decode(r.json()["images"][0]).size == (80, 80)
     r = http.post("/sdapi/v1/txt2img", json={**SMALL, "enable_hr": True, "hr_sampler_name": "Nope"})
     assert r.status_code == 400 and "Nope" in r.json()["detail"]
+
+
+def test_a_requests_s_min_uncond_applies_to_its_job(http):
+    body = {"prompt": "a cat", **SMALL, "s_min_uncond": 5}
+    reply = http.post("/sdapi/v1/txt2img", json=body)
+    assert reply.status_code == 200, reply.text
+    assert "NGMS: 5" in json.loads(reply.json()["info"])["infotexts"][0]
+    plain = http.post("/sdapi/v1/txt2img", json={"prompt": "a cat", **SMALL})
+    assert "NGMS" not in json.loads(plain.json()["info"])["infotexts"][0]  # the setting (0) again for the next job

@@ -104,8 +104,11 @@ def face_restoration_for(state: SharedState):
 
 
 def checked_override_settings(state: SharedState, req: Txt2ImgRequest) -> dict:
+    settings = dict(req.override_settings or {})
+    if req.s_min_uncond is not None:  # A1111: the request's field wins over the NGMS setting for this job
+        settings["s_min_uncond"] = req.s_min_uncond
     try:
-        overrides = checked_overrides(req.override_settings, state.options.defaults())
+        overrides = checked_overrides(settings, state.options.defaults())
     except OptionsError as error:
         raise HTTPException(400, str(error)) from None
     if overrides.get("sd_model_checkpoint"):
