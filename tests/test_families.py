@@ -24,7 +24,7 @@ from webui.generation.samplers import FlowSchedule
 from webui.models.loading import CheckpointError, load_checkpoint
 
 KINDS = tuple(BUILDERS)
-FAMILY_OF = {"sd3": SD3, "flux": FLUX, "flux-schnell": FLUX, "chroma": CHROMA, "zimage": ZIMAGE}
+FAMILY_OF = {"sd3": SD3, "flux": FLUX, "flux-schnell": FLUX, "chroma": CHROMA, "zimage": ZIMAGE, "flux-fill": FLUX}
 
 
 @pytest.fixture(scope="module")
@@ -442,3 +442,24 @@ def test_and_parts_and_alternation_run_on_flow_families(models, kind):
     both = pixels(txt2img(model, params(prompt="a red house AND a blue tree :0.8")).images[0])
     alternating = pixels(txt2img(model, params(prompt="a [red|blue] house")).images[0])
     assert not np.array_equal(plain, both) and not np.array_equal(plain, alternating)
+
+
+def test_flux_fill_gets_the_masked_image_and_the_mask_and_keeps_the_rest(models):
+    model = models["flux-fill"]
+    assert model.is_inpainting and not models["flux"].is_inpainting
+    image = Image.fromarray((np.random.RandomState(1).rand(64, 64, 3) * 255).astype(np.uint8))
+    mask = Image.new("L", (64, 64))
+    mask.paste(255, (16, 16, 48, 48))
+    seen = []
+    hook = model.unet.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["hidden_states"].shape), with_kwargs=True)
+    try:
+        out = img2img(model, Img2ImgParams(prompt="a red house", steps=3, width=64, height=64, seed=2, init_images=[image],
+                                           mask=mask, denoising_strength=1.0, sampler_name="Euler",
+                                           save_images=False)).images[0]
+    finally:
+        hook.remove()
+    assert seen and all(shape[-1] == 64 + 64 + 256 for shape in seen)  # latents, masked image, 8x8 mask blocks
+    outside = np.asarray(masks.blur_mask(mask, 4, 4)) == 0
+    assert np.array_equal(pixels(out)[outside], pixels(image)[outside])
+    blocks = FLUX.inpaint_conditioning(model, torch.zeros(1, 16, 8, 8), torch.nn.functional.pad(torch.ones(1, 1, 8, 8), (0, 56, 0, 56)))
+    assert blocks.shape == (1, 80, 8, 8) and blocks[0, 16:, 0, 0].sum() == 64 and blocks[0, 16:, 1:, :].sum() == 0

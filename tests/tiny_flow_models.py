@@ -118,8 +118,23 @@ def build_zimage():
                           vae=tiny_vae16(0.3611, 0.1159), text_encoder=qwen, tokenizer=chat_tokenizer())
 
 
+def build_flux_fill():
+    """Flux Fill: its patches take the masked image's latents (64) and an 8x8 pixel mask per latent pixel (256)."""
+    from diffusers import FluxFillPipeline
+
+    torch.manual_seed(6)
+    transformer = FluxTransformer2DModel(patch_size=1, in_channels=384, out_channels=64, num_layers=1,
+                                         num_single_layers=1, attention_head_dim=8, num_attention_heads=2,
+                                         joint_attention_dim=32, pooled_projection_dim=16, guidance_embeds=True,
+                                         axes_dims_rope=(2, 2, 4))
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15)
+    return FluxFillPipeline(transformer=transformer, scheduler=scheduler, vae=tiny_vae16(0.3611, 0.1159),
+                            text_encoder=tiny_clip(16, False), tokenizer=_clip_tokenizer(),
+                            text_encoder_2=tiny_t5(), tokenizer_2=t5_tokenizer())
+
+
 BUILDERS = {"sd3": build_sd3, "flux": build_flux, "flux-schnell": lambda: build_flux(dev=False), "chroma": build_chroma,
-            "zimage": build_zimage}
+            "zimage": build_zimage, "flux-fill": build_flux_fill}
 
 
 def write_flow_folder(kind: str, folder: Path) -> Path:

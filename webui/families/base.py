@@ -103,6 +103,15 @@ class ModelFamily:
         """The denoised estimate of `x` at noise level `sigma` ([B]) under this conditioning."""
         raise NotImplementedError
 
+    def is_inpainting_model(self, model: "SDModel") -> bool:
+        """Whether the network takes the masked image and the mask besides the noisy latents."""
+        return False
+
+    def inpaint_conditioning(self, model: "SDModel", masked_latents: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """An inpainting model's extra input at latent size: from the latents of the image with the repainted area
+        blanked, and the binary pixel mask [B, 1, H, W] (1: repaint)."""
+        raise NotImplementedError
+
     def noised(self, latent: torch.Tensor, noise: torch.Tensor, sigma) -> torch.Tensor:
         """`latent` with noise mixed in to level `sigma` (img2img's start, the hires pass)."""
         return latent + noise * sigma

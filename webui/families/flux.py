@@ -33,7 +33,7 @@ def image_ids(h: int, w: int, device, dtype) -> torch.Tensor:
 
 class FluxFamily(FlowFamily):
     name, label = "flux", "Flux.1"
-    pipelines = ("FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline")
+    pipelines = ("FluxPipeline", "FluxImg2ImgPipeline", "FluxInpaintPipeline", "FluxFillPipeline")
     text_parts = (("text_encoder", "tokenizer", "CLIP-L"), ("text_encoder_2", "tokenizer_2", "T5-XXL"))
     distilled_guidance = True
     defaults = Defaults(steps=20, cfg_scale=1.0, sampler_name="Euler", distilled_cfg_scale=3.5)
@@ -92,6 +92,19 @@ class FluxFamily(FlowFamily):
         return {old.replace(".", "_"): tuple(module(n) for n in new) if isinstance(new, tuple) else module(new)
                 for old, new in original_names(network)}
 
+    def is_inpainting_model(self, model) -> bool:
+        # Flux Fill: its patches carry the masked image's latents and an 8x8 pixel mask besides the noisy latents.
+        config = model.unet.config
+        return config.in_channels > (config.out_channels or config.in_channels)
+
+    def inpaint_conditioning(self, model, masked_latents, mask):
+        """Flux Fill's extra input: the masked image's latents, then each latent pixel's 8x8 block of the pixel
+        mask as 64 channels (packed with the latents into each patch token)."""
+        b, _, h, w = masked_latents.shape
+        factor = mask.shape[-1] // w
+        blocks = mask[:, 0].reshape(b, h, factor, w, factor).permute(0, 2, 4, 1, 3).reshape(b, factor * factor, h, w)
+        return torch.cat([masked_latents, blocks.to(masked_latents.dtype)], dim=1)
+
     def claims_weights(self, keys) -> bool:
         return any("double_blocks." in k for k in keys) and any("single_blocks." in k for k in keys) \
             and any(k.endswith("img_in.weight") for k in keys)
@@ -124,8 +137,9 @@ class FluxFamily(FlowFamily):
         b, _, h, w = x.shape
         dtype = model.dtype
         guidance = extra.get("guidance")
+        tokens = pack(x) if image_cond is None else torch.cat([pack(x), pack(image_cond.to(x.dtype))], dim=-1)
         out = model.unet(
-            hidden_states=pack(x).to(dtype), timestep=sigma.to(dtype), pooled_projections=pooled,
+            hidden_states=tokens.to(dtype), timestep=sigma.to(dtype), pooled_projections=pooled,
             encoder_hidden_states=crossattn, img_ids=image_ids(h, w, x.device, dtype),
             txt_ids=torch.zeros(crossattn.shape[1], 3, device=x.device, dtype=dtype),
             guidance=guidance.expand(b).to(dtype) if guidance is not None else None,

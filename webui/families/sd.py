@@ -78,6 +78,14 @@ class UNetFamily(ModelFamily):
             denoised = c_out * denoised + c_skip * x
         return denoised
 
+    def is_inpainting_model(self, model) -> bool:
+        return getattr(model.unet.config, "in_channels", None) == 9
+
+    def inpaint_conditioning(self, model, masked_latents, mask):
+        """The 9-channel UNet's 5 extra channels: the mask at latent size, then the masked image's latents."""
+        small_mask = torch.nn.functional.interpolate(mask, size=masked_latents.shape[-2:], mode="nearest")
+        return torch.cat([small_mask.to(masked_latents.dtype), masked_latents], dim=1)
+
     def vae_latent_to_model(self, latent, vae):
         return latent * vae.config.scaling_factor  # no shift in these VAEs (a config may still list one as null)
 

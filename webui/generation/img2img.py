@@ -259,8 +259,8 @@ def _encode(model: SDModel, pixels: torch.Tensor, latent_h: int, latent_w: int) 
 
 
 def inpainting_image_cond(model: SDModel, init: InitImage, latent_h: int, latent_w: int) -> torch.Tensor:
-    """A 9-channel model's extra input, [1, 5, h, w]: the binary mask, then the latents of
-    the image with the masked area greyed out (no mask: everything masked, as A1111)."""
+    """An inpainting model's extra input (the family says which): from the latents of the image with the
+    masked area greyed out and the binary mask (no mask: everything masked, as A1111)."""
     pixels = _to_tensor([init.pixels], model.device)
     if init.mask is not None:
         mask = torch.from_numpy(np.asarray(init.mask, dtype=np.float32) / 255.0).round()[None, None].to(pixels.device)
@@ -270,8 +270,10 @@ def inpainting_image_cond(model: SDModel, init: InitImage, latent_h: int, latent
         mask = torch.ones(1, 1, *pixels.shape[-2:], device=pixels.device)
     masked = pixels * (1 - INPAINTING_MASK_WEIGHT * mask)  # 0 is mid-grey in [-1, 1]
     latents = _encode(model, masked, latent_h, latent_w)
-    small_mask = F.interpolate(mask, size=(latent_h, latent_w), mode="nearest").to(latents.dtype)
-    return torch.cat([small_mask, latents], dim=1).to(model.dtype)
+    if mask.shape[-2:] != (latent_h * model.vae_scale_factor, latent_w * model.vae_scale_factor):
+        mask = F.interpolate(mask, size=(latent_h * model.vae_scale_factor, latent_w * model.vae_scale_factor),
+                             mode="nearest")
+    return model.family.inpaint_conditioning(model, latents, mask).to(model.dtype)
 
 
 def img2img_infotext_params(model: SDModel, p: Img2ImgParams, choice, seed: int, subseed: int,

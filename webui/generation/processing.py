@@ -176,9 +176,8 @@ def _pixels(image: Image.Image) -> torch.Tensor:
 def _inpaint_model_cond(model: SDModel, x: torch.Tensor, width: int, height: int) -> torch.Tensor:
     """An inpainting model without a mask sees a fully masked grey image, as in A1111."""
     grey = torch.zeros(x.shape[0], 3, height, width, device=model.device)  # 0.5 in [0, 1] is 0 in [-1, 1]
-    latents = encode_pixels(model, grey)
-    mask = torch.ones(x.shape[0], 1, *latents.shape[2:], device=model.device, dtype=latents.dtype)
-    return torch.cat([mask, latents], dim=1).to(model.dtype)
+    mask = torch.ones(x.shape[0], 1, height, width, device=model.device)
+    return model.family.inpaint_conditioning(model, encode_pixels(model, grey), mask).to(model.dtype)
 
 
 def infotext_params(model: SDModel, p: Txt2ImgParams, choice: SamplerChoice, seed: int, subseed: int,

@@ -46,7 +46,8 @@ class SDModel:
 
     @property
     def is_inpainting(self) -> bool:
-        return getattr(self.unet.config, "in_channels", None) == 9
+        """An inpainting model (SD's 9-channel UNets, Flux Fill): it takes the masked image and the mask too."""
+        return self.family.is_inpainting_model(self)
 
     @property
     def short_hash(self) -> str | None:
