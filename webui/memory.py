@@ -141,6 +141,12 @@ class Placement:
         self._move(name, "compute")
         self.active = name
 
+    def park(self) -> None:
+        """The swapped unit on the compute device goes back to the offload device (A1111's send_everything_to_cpu)."""
+        if self.active is not None:
+            self._move(self.active, "offload")
+            self.active = None
+
     def _move(self, name: str, role: str) -> None:
         device = self.compute if role == "compute" else self.offload
         for module in self.units[name]:
