@@ -97,7 +97,8 @@ def test_interrupt_shows_the_image_as_far_as_it_got(server, page):
     _, state, data = server
     page.get_by_role("tab", name="txt2img").click()
     page.locator("#txt2img_prompt textarea").fill("a slow square")
-    for name, value in (("steps", 150), ("width", 64), ("height", 64)):
+    # Long enough (several seconds) that the click lands mid-job even on a fast, quiet machine.
+    for name, value in (("steps", 150), ("width", 256), ("height", 256)):
         set_slider(page, f"txt2img_{name}", value)
     saved_before = set((data / "outputs" / "txt2img-images").rglob("*.png"))
     page.locator("#txt2img_generate").click()
@@ -107,4 +108,4 @@ def test_interrupt_shows_the_image_as_far_as_it_got(server, page):
     expect(page.locator("#txt2img_gallery img").first).to_be_visible()
     expect(page.locator("#txt2img_infotext")).to_contain_text("a slow square")
     (saved,) = set((data / "outputs" / "txt2img-images").rglob("*.png")) - saved_before
-    assert Image.open(saved).size == (64, 64)
+    assert Image.open(saved).size == (256, 256)
