@@ -330,14 +330,14 @@ def test_zimage_single_file_loads_with_qwen_its_tokenizer_and_the_vae(tmp_path):
         load_checkpoint(path)
 
 
-def test_single_files_of_families_without_a_single_file_loader_point_to_the_folder(tmp_path):
-    from safetensors.torch import save_file
+def test_chroma_single_file_loads_with_t5_and_the_vae(tmp_path):
+    from tests.tiny_flow_models import write_chroma_single_files
 
-    path = tmp_path / "chroma.safetensors"
-    save_file({"distilled_guidance_layer.in_proj.weight": torch.zeros(2, 2), "double_blocks.0.img_in.weight": torch.zeros(2, 2)},
-              str(path))
-    with pytest.raises(CheckpointError, match="Chroma single files cannot be loaded yet; use its diffusers folder"):
-        load_checkpoint(path)
+    model = load_checkpoint(write_chroma_single_files(tmp_path / "models"))
+    assert model.family is CHROMA and [type(e).__name__ for e in model.text_encoders] == ["T5EncoderModel"]
+    first = txt2img(model, params(cfg_scale=3.0)).images[0]
+    assert np.array_equal(pixels(first), pixels(txt2img(model, params(cfg_scale=3.0)).images[0]))
+    assert pixels(first).std() > 0
 
 
 def test_zimage_reads_qwen_through_its_chat_template_and_each_text_at_its_own_length(models):

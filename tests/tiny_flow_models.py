@@ -252,3 +252,32 @@ def write_zimage_single_files(models_root: Path) -> Path:
     path = models_root / "Stable-diffusion" / "z-image-tiny.safetensors"
     save_file({PREFIX + k: v.contiguous() for k, v in from_diffusers(pipe.transformer.state_dict()).items()}, path)
     return path
+
+
+def write_chroma_single_files(models_root: Path) -> Path:
+    """A tiny Chroma in BFL layout in models/Stable-diffusion/, T5 and its tokenizer folder in models/text_encoder/,
+    the Flux VAE in models/VAE/."""
+    from safetensors.torch import save_file
+
+    from tests.checkpoint_files import vae_to_ldm
+    from webui.families.flux_layout import PREFIX, from_diffusers
+
+    torch.manual_seed(7)
+    transformer = ChromaTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
+                                           attention_head_dim=32, num_attention_heads=1, joint_attention_dim=32,
+                                           axes_dims_rope=(4, 14, 14), approximator_num_channels=8,
+                                           approximator_hidden_dim=16, approximator_layers=1)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(32, 32, 32, 32),
+                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                        layers_per_block=1, norm_num_groups=32, scaling_factor=0.3611, shift_factor=0.1159,
+                        use_quant_conv=False, use_post_quant_conv=False)
+    for folder in ("Stable-diffusion", "text_encoder", "VAE"):
+        (models_root / folder).mkdir(parents=True, exist_ok=True)
+    t5 = {k: v.contiguous() for k, v in tiny_t5().state_dict().items() if k != "encoder.embed_tokens.weight"}
+    save_file(t5, models_root / "text_encoder" / "t5xxl_fp16.safetensors")
+    t5_tokenizer().save_pretrained(models_root / "text_encoder" / "t5xxl_tokenizer")
+    save_file({k.removeprefix("first_stage_model."): v.contiguous() for k, v in vae_to_ldm(vae.state_dict(), vae.config).items()},
+              models_root / "VAE" / "ae.safetensors")
+    path = models_root / "Stable-diffusion" / "chroma-tiny.safetensors"
+    save_file({PREFIX + k: v.contiguous() for k, v in from_diffusers(transformer.state_dict()).items()}, path)
+    return path

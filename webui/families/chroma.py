@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Defaults, ModelFamily
+from .base import Defaults
 from .flux import FluxFamily, image_ids, pack, unpack
 
 
@@ -26,9 +26,35 @@ class ChromaFamily(FluxFamily):
     def takes_guidance(self, model) -> bool:
         return False
 
-    def load_single_file(self, state, models_root, dtype, vae_dtype):
-        # Flux's reader does not fit Chroma's layout (its guidance approximator, no CLIP): not yet.
-        return ModelFamily.load_single_file(self, state, models_root, dtype, vae_dtype)
+    def load_single_file(self, state, models_root, dtype, vae_dtype) -> dict:
+        """A BFL-layout Chroma file (Flux's tables, plus its approximator, without modulation layers); T5 and
+        the Flux VAE from models/text_encoder and models/VAE when the file does not carry them."""
+        from diffusers import ChromaTransformer2DModel
+
+        from . import companions, flux_layout
+
+        core = flux_layout.strip_prefix({k: v for k, v in state.items() if not k.startswith(("text_encoders.", "vae."))})
+        config = flux_layout.chroma_config_from_weights(core)
+        transformer = companions.empty(lambda: ChromaTransformer2DModel(**config))
+        shapes = {key: value.shape for key, value in transformer.state_dict().items()}
+        transformer = companions.filled(transformer, flux_layout.to_diffusers(core, shapes), dtype, "transformer")
+        width = config["joint_attention_dim"]
+        t5 = companions.part(state, "text_encoders.t5xxl.transformer.", models_root, companions.TEXT_ENCODER_DIRS,
+                             lambda path, keys: companions.is_t5(keys) and companions.t5_width(path) == width,
+                             f"T5-XXL text encoder (width {width})", "t5xxl_fp16.safetensors",
+                             lambda weights: companions.t5_from_weights(weights, dtype, "T5-XXL text encoder"))
+        channels = config["in_channels"] // 4
+        vae = companions.part(state, "vae.", models_root, companions.VAE_DIRS,
+                              lambda path, keys: companions.is_vae(keys) and companions.vae_latent_channels(path) == channels,
+                              f"VAE ({channels} latent channels)", "ae.safetensors",
+                              lambda weights: companions.vae_from_weights(weights, *self.vae_factors, vae_dtype),
+                              prefer=("ae", "flux"))
+        # Chroma's released scheduler config is Flux dev's: shift by resolution.
+        schedule = {"use_dynamic_shifting": True, "base_shift": 0.5, "max_shift": 1.15, "base_image_seq_len": 256,
+                    "max_image_seq_len": 4096}
+        return dict(family=self, unet=transformer, vae=vae, text_encoders=[t5],
+                    tokenizers=[companions.t5_tokenizer(models_root)], schedule_config=schedule,
+                    prediction_type="flow", default_size=self.default_size)
 
     def text_encoders(self, model):
         return []

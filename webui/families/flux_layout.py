@@ -57,17 +57,32 @@ def strip_prefix(state: dict) -> dict:
     return {key.removeprefix(PREFIX): value for key, value in state.items()}
 
 
-def _blocks(state: dict, kind: str) -> int:
-    indices = {int(key.split(".")[1]) for key in state if key.startswith(kind + ".")}
+def _blocks(state: dict, kind: str, offset: int = 1) -> int:
+    """How many numbered blocks `kind.N.` the state has (N is the dotted name's part at `offset`)."""
+    indices = {int(key.split(".")[offset]) for key in state if key.startswith(kind + ".")}
     return max(indices) + 1 if indices else 0
 
 
-def _pairs(globals_present, double: int, single: int):
-    """Every (BFL tensor name, diffusers name(s), kind) for a model of this depth; `globals_present(bfl_name)`
-    says which optional global parts (the guidance embedder) it has."""
+_APPROXIMATOR = "distilled_guidance_layer."  # Chroma's: timestep and guidance to every block's modulation
+
+
+def _pairs(present, double: int, single: int, approximator: int = 0):
+    """Every (BFL tensor name, diffusers name(s), kind) for a model of this depth that `present(bfl, diffusers)`
+    says the weights have (Chroma has no modulation layers; Flux has no approximator)."""
+    for old, new, kind in _all_pairs(double, single, approximator):
+        if present(old, new[0] if isinstance(new, tuple) else new):
+            yield old, new, kind
+
+
+def _all_pairs(double: int, single: int, approximator: int):
     for old, new in _GLOBAL:
-        if globals_present(old):
-            yield old, new, "linear"
+        yield old, new, "linear"
+    for part in ("in_proj", "out_proj"):
+        yield _APPROXIMATOR + part, _APPROXIMATOR + part, "linear"
+    for i in range(approximator):
+        yield f"{_APPROXIMATOR}layers.{i}.in_layer", f"{_APPROXIMATOR}layers.{i}.linear_1", "linear"
+        yield f"{_APPROXIMATOR}layers.{i}.out_layer", f"{_APPROXIMATOR}layers.{i}.linear_2", "linear"
+        yield f"{_APPROXIMATOR}norms.{i}", f"{_APPROXIMATOR}norms.{i}", "norm"
     for i in range(double):
         for old, new in _DOUBLE:
             yield f"double_blocks.{i}.{old}", _prefixed(f"transformer_blocks.{i}.", new), "linear"
@@ -94,7 +109,9 @@ def to_diffusers(state: dict, shapes: dict[str, torch.Size]) -> dict:
     """A BFL-layout state dict (no prefix) in diffusers' names; `shapes`: the target model's parameter shapes,
     which say how fused tensors split."""
     out = {}
-    pairs = _pairs(lambda old: f"{old}.weight" in state, _blocks(state, "double_blocks"), _blocks(state, "single_blocks"))
+    pairs = _pairs(lambda old, new: f"{old}.weight" in state or f"{old}.scale" in state,
+                   _blocks(state, "double_blocks"), _blocks(state, "single_blocks"),
+                   _blocks(state, _APPROXIMATOR + "layers", offset=2))
     for old, new, kind in pairs:
         if kind == "norm":
             out[f"{new}.weight"] = state[f"{old}.scale"]
@@ -114,9 +131,8 @@ def to_diffusers(state: dict, shapes: dict[str, torch.Size]) -> dict:
 
 def from_diffusers(state: dict) -> dict:
     """The inverse: diffusers' names back to BFL's (tests build single files with it)."""
-    by_old = dict(_GLOBAL)
-    pairs = _pairs(lambda old: f"{by_old[old]}.weight" in state, _blocks(state, "transformer_blocks"),
-                   _blocks(state, "single_transformer_blocks"))
+    pairs = _pairs(lambda old, new: f"{new}.weight" in state, _blocks(state, "transformer_blocks"),
+                   _blocks(state, "single_transformer_blocks"), _blocks(state, _APPROXIMATOR + "layers", offset=2))
     out = {}
     for old, new, kind in pairs:
         if kind == "norm":
@@ -143,7 +159,7 @@ def config_from_weights(state: dict) -> dict:
         "num_layers": _blocks(state, "double_blocks"), "num_single_layers": _blocks(state, "single_blocks"),
         "attention_head_dim": int(head_dim), "num_attention_heads": int(inner // head_dim),
         "joint_attention_dim": int(state["txt_in.weight"].shape[1]),
-        "pooled_projection_dim": int(state["vector_in.in_layer.weight"].shape[1]),
+        "pooled_projection_dim": int(state["vector_in.in_layer.weight"].shape[1]) if "vector_in.in_layer.weight" in state else 0,
         "guidance_embeds": "guidance_in.in_layer.weight" in state,
         # Rotary axes (image index, row, column) as BFL splits the head: 16/56/56 of 128.
         "axes_dims_rope": (head_dim // 8, head_dim * 7 // 16, head_dim * 7 // 16),
@@ -154,7 +170,19 @@ def original_names(network) -> list[tuple[str, object]]:
     """(BFL module name, diffusers module name or names) for the linear layers of a loaded transformer, as a
     LoRA in the original layout names them (norms carry no LoRA; the final modulation's halves are swapped)."""
     names = {name for name, _ in network.named_modules()}
-    blocks = (sum(1 for n in names if n.count(".") == 1 and n.startswith("transformer_blocks.")),
-              sum(1 for n in names if n.count(".") == 1 and n.startswith("single_transformer_blocks.")))
-    by_old = dict(_GLOBAL)
-    return [(old, new) for old, new, kind in _pairs(lambda old: by_old[old] in names, *blocks) if kind == "linear"]
+
+    def count(prefix: str) -> int:
+        return sum(1 for n in names if n.startswith(prefix) and n.count(".") == prefix.count("."))
+
+    pairs = _pairs(lambda old, new: new in names, count("transformer_blocks."), count("single_transformer_blocks."),
+                   count(_APPROXIMATOR + "layers."))
+    return [(old, new) for old, new, kind in pairs if kind == "linear"]
+
+
+def chroma_config_from_weights(state: dict) -> dict:
+    """ChromaTransformer2DModel's arguments, read from a BFL-layout Chroma state dict."""
+    flux = config_from_weights(state)
+    hidden, channels = state[_APPROXIMATOR + "in_proj.weight"].shape
+    return {**{k: v for k, v in flux.items() if k not in ("pooled_projection_dim", "guidance_embeds")},
+            "approximator_num_channels": int(channels), "approximator_hidden_dim": int(hidden),
+            "approximator_layers": _blocks(state, _APPROXIMATOR + "layers", offset=2)}
