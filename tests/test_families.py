@@ -463,3 +463,27 @@ def test_flux_fill_gets_the_masked_image_and_the_mask_and_keeps_the_rest(models)
     assert np.array_equal(pixels(out)[outside], pixels(image)[outside])
     blocks = FLUX.inpaint_conditioning(model, torch.zeros(1, 16, 8, 8), torch.nn.functional.pad(torch.ones(1, 1, 8, 8), (0, 56, 0, 56)))
     assert blocks.shape == (1, 80, 8, 8) and blocks[0, 16:, 0, 0].sum() == 64 and blocks[0, 16:, 1:, :].sum() == 0
+
+
+@pytest.mark.parametrize("kind, original", [("sd3", "joint_blocks_0_x_block_attn_qkv"),
+                                             ("chroma", "double_blocks_0_img_attn_qkv")])
+def test_kohya_named_loras_of_sd3_and_chroma_reach_the_split_attention(models, tmp_path, kind, original):
+    from safetensors.torch import save_file
+
+    from prompt_parser import extract_extra_networks
+    from webui.networks import activated_loras
+    from webui.networks.lora import LoraLibrary
+
+    model = models[kind]
+    attn = model.unet.transformer_blocks[0].attn
+    width = attn.to_q.in_features
+    g = torch.Generator().manual_seed(2)
+    down, up = torch.randn(2, width, generator=g), torch.randn(3 * attn.to_q.out_features, 2, generator=g)
+    save_file({f"lora_unet_{original}.lora_down.weight": down, f"lora_unet_{original}.lora_up.weight": up,
+               f"lora_unet_{original}.alpha": torch.tensor(2.0)}, str(tmp_path / "k.safetensors"))
+    before = attn.to_k.weight.clone()
+    with activated_loras(model, extract_extra_networks("x <lora:k:1>")[1], LoraLibrary(tmp_path)) as active:
+        assert not active.warnings, active.warnings
+        expected = (up @ down).split(attn.to_q.out_features)[1]  # k is the middle third of the fused qkv
+        assert torch.allclose(attn.to_k.weight - before, expected, atol=1e-5)
+    assert torch.equal(attn.to_k.weight, before)

@@ -37,6 +37,16 @@ class Defaults:
     distilled_cfg_scale: float | None = None  # families with distilled guidance only
 
 
+def aliases_by_original_name(network: torch.nn.Module, names: list[tuple[str, object]]) -> dict:
+    """LoRA lookup entries from (original module name, diffusers module name or names): dots as underscores,
+    as Kohya writes them -> the module, or the tuple of modules one fused original layer became."""
+    def module(name):
+        return network.get_submodule(name)
+
+    return {old.replace(".", "_"): tuple(module(n) for n in new) if isinstance(new, tuple) else module(new)
+            for old, new in names}
+
+
 class ModelFamily:
     name = "base"  # short id: "sd1", "sdxl", "flux", ...; stored in infotext-free places (API, logs)
     label = "base"  # shown to users

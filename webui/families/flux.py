@@ -84,13 +84,10 @@ class FluxFamily(FlowFamily):
 
     def lora_aliases(self, network):
         """Kohya-style Flux LoRAs name BFL's layers (`double_blocks_0_img_attn_qkv`)."""
+        from .base import aliases_by_original_name
         from .flux_layout import original_names
 
-        def module(name):
-            return network.get_submodule(name)
-
-        return {old.replace(".", "_"): tuple(module(n) for n in new) if isinstance(new, tuple) else module(new)
-                for old, new in original_names(network)}
+        return aliases_by_original_name(network, original_names(network))
 
     def is_inpainting_model(self, model) -> bool:
         # Flux Fill: its patches carry the masked image's latents and an 8x8 pixel mask besides the noisy latents.

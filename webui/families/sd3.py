@@ -66,6 +66,13 @@ class SD3Family(FlowFamily):
                     schedule_config={"shift": 3.0}, prediction_type="flow",
                     default_size=config["sample_size"] * 8)
 
+    def lora_aliases(self, network):
+        """Kohya-style SD3 LoRAs name MMDiT's layers (`joint_blocks_0_x_block_attn_qkv`)."""
+        from .base import aliases_by_original_name
+        from .sd3_layout import original_names
+
+        return aliases_by_original_name(network, original_names(network))
+
     def claims_weights(self, keys) -> bool:
         return any("joint_blocks." in key for key in keys) and any(k.endswith("x_embedder.proj.weight") for k in keys)
 

@@ -126,3 +126,13 @@ def config_from_weights(state: dict) -> dict:
         "pos_embed_max_size": max_size, "qk_norm": "rms_norm" if norm is not None else None,
         "dual_attention_layers": tuple(sorted({int(k.split(".")[1]) for k in state if ".x_block.attn2." in k})),
     }
+
+
+def original_names(network) -> list[tuple[str, object]]:
+    """(MMDiT module name, diffusers module name or names) for the linear layers of a loaded transformer, as a
+    LoRA in the original layout names them (norms and the swapped modulations carry none here)."""
+    names = {name for name, _ in network.named_modules()}
+    layers = sum(1 for n in names if n.startswith("transformer_blocks.") and n.count(".") == 1)
+    dual = {int(n.split(".")[1]) for n in names if n.startswith("transformer_blocks.") and n.endswith(".attn2")}
+    present = lambda old, new: (new[0] if isinstance(new, tuple) else new) in names  # noqa: E731
+    return [(old, new) for old, new, kind in _pairs(present, layers, dual) if kind == "linear"]
