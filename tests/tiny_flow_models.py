@@ -54,6 +54,14 @@ def tiny_vae16(scaling_factor: float, shift_factor: float) -> AutoencoderKL:
                          shift_factor=shift_factor, use_quant_conv=False, use_post_quant_conv=False)
 
 
+def tiny_ldm_vae(scaling_factor: float, shift_factor: float) -> AutoencoderKL:
+    """A 16-channel VAE with 32 groups per norm, as the single-file VAE readers assume (every real SD/Flux VAE)."""
+    return AutoencoderKL(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(32, 32, 32, 32),
+                         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                         layers_per_block=1, norm_num_groups=32, scaling_factor=scaling_factor,
+                         shift_factor=shift_factor, use_quant_conv=False, use_post_quant_conv=False)
+
+
 def _clip_tokenizer(pad: str | None = None) -> CLIPTokenizer:
     return CLIPTokenizer.from_pretrained(TOKENIZER_DIR, local_files_only=True, **({"pad_token": pad} if pad else {}))
 
@@ -156,10 +164,7 @@ def write_flux_single_files(models_root: Path, dev: bool = True, *, all_in_one: 
     transformer = FluxTransformer2DModel(patch_size=1, in_channels=64, num_layers=1, num_single_layers=1,
                                          attention_head_dim=32, num_attention_heads=1, joint_attention_dim=32,
                                          pooled_projection_dim=16, guidance_embeds=dev, axes_dims_rope=(4, 14, 14))
-    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(32, 32, 32, 32),
-                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                        layers_per_block=1, norm_num_groups=32, scaling_factor=0.3611, shift_factor=0.1159,
-                        use_quant_conv=False, use_post_quant_conv=False)
+    vae = tiny_ldm_vae(0.3611, 0.1159)
     clip, t5 = tiny_clip(16, False), tiny_t5()
     flux = {PREFIX + k: v for k, v in from_diffusers(transformer.state_dict()).items()}
     vae_state = {k.removeprefix("first_stage_model."): v for k, v in vae_to_ldm(vae.state_dict(), vae.config).items()}
@@ -197,10 +202,7 @@ def write_sd3_single_files(models_root: Path, *, all_in_one: bool = False) -> Pa
                                         num_attention_heads=2, joint_attention_dim=32, caption_projection_dim=16,
                                         pooled_projection_dim=32, out_channels=16, pos_embed_max_size=16,
                                         qk_norm="rms_norm", dual_attention_layers=(0,))
-    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(32, 32, 32, 32),
-                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                        layers_per_block=1, norm_num_groups=32, scaling_factor=1.5305, shift_factor=0.0609,
-                        use_quant_conv=False, use_post_quant_conv=False)
+    vae = tiny_ldm_vae(1.5305, 0.0609)
 
     def clip_state(model):
         return {k if k.startswith(("text_model.", "text_projection")) else f"text_model.{k}": v
@@ -238,10 +240,7 @@ def write_zimage_single_files(models_root: Path) -> Path:
     from webui.families.zimage_layout import PREFIX, from_diffusers
 
     pipe = build_zimage()
-    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(32, 32, 32, 32),
-                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                        layers_per_block=1, norm_num_groups=32, scaling_factor=0.3611, shift_factor=0.1159,
-                        use_quant_conv=False, use_post_quant_conv=False)
+    vae = tiny_ldm_vae(0.3611, 0.1159)
     for folder in ("Stable-diffusion", "text_encoder", "VAE"):
         (models_root / folder).mkdir(parents=True, exist_ok=True)
     save_file({f"model.{k}": v.contiguous() for k, v in pipe.text_encoder.state_dict().items()},
@@ -267,10 +266,7 @@ def write_chroma_single_files(models_root: Path) -> Path:
                                            attention_head_dim=32, num_attention_heads=1, joint_attention_dim=32,
                                            axes_dims_rope=(4, 14, 14), approximator_num_channels=8,
                                            approximator_hidden_dim=16, approximator_layers=1)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(32, 32, 32, 32),
-                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                        layers_per_block=1, norm_num_groups=32, scaling_factor=0.3611, shift_factor=0.1159,
-                        use_quant_conv=False, use_post_quant_conv=False)
+    vae = tiny_ldm_vae(0.3611, 0.1159)
     for folder in ("Stable-diffusion", "text_encoder", "VAE"):
         (models_root / folder).mkdir(parents=True, exist_ok=True)
     t5 = {k: v.contiguous() for k, v in tiny_t5().state_dict().items() if k != "encoder.embed_tokens.weight"}

@@ -28,7 +28,8 @@ def family_for_folder(index: dict, text_config: dict | None = None) -> ModelFami
 
 
 def family_for_weights(keys) -> ModelFamily | None:
-    """The transformer family that claims a single file with these keys (the UNet families: sd_detection.py)."""
+    """The family that claims a single file with these keys (for SD1/SD2/SDXL, sd_detection.py then settles
+    inpainting and the prediction type)."""
     keys = set(keys)
     return next((f for f in FAMILIES.values() if f.claims_weights(keys)), None)
 

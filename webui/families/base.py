@@ -142,7 +142,7 @@ class ModelFamily:
         return {}
 
     # ---- what the infotext says ---------------------------------------------------------------------------
-    def infotext_params(self, model: "SDModel", schedule, distilled_cfg_scale: float | None) -> dict:
+    def infotext_params(self, model: "SDModel", width: int, height: int, distilled_cfg_scale: float | None) -> dict:
         """Fields this family adds to the infotext ("Distilled CFG Scale", "Shift")."""
         return {}
 

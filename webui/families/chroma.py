@@ -43,7 +43,7 @@ class ChromaFamily(FluxFamily):
                              lambda path, keys: companions.is_t5(keys) and companions.t5_width(path) == width,
                              f"T5-XXL text encoder (width {width})", "t5xxl_fp16.safetensors",
                              lambda weights: companions.t5_from_weights(weights, dtype, "T5-XXL text encoder"))
-        channels = config["in_channels"] // 4
+        channels = config["out_channels"] // 4
         vae = companions.part(state, "vae.", models_root, companions.VAE_DIRS,
                               lambda path, keys: companions.is_vae(keys) and companions.vae_latent_channels(path) == channels,
                               f"VAE ({channels} latent channels)", "ae.safetensors",

@@ -61,8 +61,9 @@ class FlowFamily(ModelFamily):
 
         return FlowSchedule(self.shift_for(model, width, height))
 
-    def infotext_params(self, model, schedule, distilled_cfg_scale):
-        return {"Shift": round(schedule.shift, 4)} if abs(schedule.shift - 1) > 1e-6 else {}
+    def infotext_params(self, model, width, height, distilled_cfg_scale):
+        shift = self.shift_for(model, width, height)
+        return {"Shift": round(shift, 4)} if abs(shift - 1) > 1e-6 else {}
 
     # ---- loading a diffusers folder ---------------------------------------------------------------------
     def load_folder(self, folder: Path, device, dtype, vae_dtype) -> dict:

@@ -56,31 +56,29 @@ class FluxFamily(FlowFamily):
         shapes = {key: value.shape for key, value in transformer.state_dict().items()}
         transformer = companions.filled(transformer, flux_layout.to_diffusers(transformer_state, shapes), dtype,
                                         "transformer")
-        clip = self._part(state, "text_encoders.clip_l.transformer.", models_root, companions.TEXT_ENCODER_DIRS,
-                          lambda path, keys: companions.is_clip(keys) and companions.clip_width(path) == config["pooled_projection_dim"],
-                          f"CLIP-L text encoder (width {config['pooled_projection_dim']})", "clip_l.safetensors",
-                          lambda weights: companions.clip_from_weights(weights, dtype, "CLIP-L text encoder"))
-        t5 = self._part(state, "text_encoders.t5xxl.transformer.", models_root, companions.TEXT_ENCODER_DIRS,
-                        lambda path, keys: companions.is_t5(keys) and companions.t5_width(path) == config["joint_attention_dim"],
-                        f"T5-XXL text encoder (width {config['joint_attention_dim']})", "t5xxl_fp16.safetensors",
-                        lambda weights: companions.t5_from_weights(weights, dtype, "T5-XXL text encoder"))
-        latent_channels = config["in_channels"] // 4
+        clip = companions.part(state, "text_encoders.clip_l.transformer.", models_root, companions.TEXT_ENCODER_DIRS,
+                               lambda path, keys: companions.is_clip(keys)
+                               and companions.clip_width(path) == config["pooled_projection_dim"],
+                               f"CLIP-L text encoder (width {config['pooled_projection_dim']})", "clip_l.safetensors",
+                               lambda weights: companions.clip_from_weights(weights, dtype, "CLIP-L text encoder"))
+        t5 = companions.part(state, "text_encoders.t5xxl.transformer.", models_root, companions.TEXT_ENCODER_DIRS,
+                             lambda path, keys: companions.is_t5(keys)
+                             and companions.t5_width(path) == config["joint_attention_dim"],
+                             f"T5-XXL text encoder (width {config['joint_attention_dim']})", "t5xxl_fp16.safetensors",
+                             lambda weights: companions.t5_from_weights(weights, dtype, "T5-XXL text encoder"))
+        latent_channels = config["out_channels"] // 4  # Flux Fill takes more channels in than it gives out
         vae_prefix = next((p for p in ("vae.", "first_stage_model.") if any(k.startswith(p) for k in state)), "vae.")
-        vae = self._part(state, vae_prefix, models_root, companions.VAE_DIRS,
-                         lambda path, keys: companions.is_vae(keys) and companions.vae_latent_channels(path) == latent_channels,
-                         f"VAE ({latent_channels} latent channels)", "ae.safetensors",
-                         lambda weights: companions.vae_from_weights(weights, *self.vae_factors, vae_dtype))
+        vae = companions.part(state, vae_prefix, models_root, companions.VAE_DIRS,
+                              lambda path, keys: companions.is_vae(keys)
+                              and companions.vae_latent_channels(path) == latent_channels,
+                              f"VAE ({latent_channels} latent channels)", "ae.safetensors",
+                              lambda weights: companions.vae_from_weights(weights, *self.vae_factors, vae_dtype),
+                              prefer=("flux", "ae"))
         tokenizers = [*clip_tokenizers(None, ("tokenizer",), (None,)), companions.t5_tokenizer(models_root)]
         schedule = {"use_dynamic_shifting": True, "base_shift": 0.5, "max_shift": 1.15, "base_image_seq_len": 256,
                     "max_image_seq_len": 4096} if config["guidance_embeds"] else {"shift": 1.0}
         return dict(family=self, unet=transformer, vae=vae, text_encoders=[clip, t5], tokenizers=tokenizers,
                     schedule_config=schedule, prediction_type="flow", default_size=self.default_size)
-
-    @staticmethod
-    def _part(state, prefix, models_root, folders, fits, what, example, build, prefer=("flux", "ae")):
-        from . import companions
-
-        return companions.part(state, prefix, models_root, folders, fits, what, example, build, prefer)
 
     def lora_aliases(self, network):
         """Kohya-style Flux LoRAs name BFL's layers (`double_blocks_0_img_attn_qkv`)."""
@@ -143,8 +141,8 @@ class FluxFamily(FlowFamily):
         ).sample
         return self.velocity_to_denoised(x, sigma, unpack(out, h, w))
 
-    def infotext_params(self, model, schedule, distilled_cfg_scale):
-        params = super().infotext_params(model, schedule, distilled_cfg_scale)
+    def infotext_params(self, model, width, height, distilled_cfg_scale):
+        params = super().infotext_params(model, width, height, distilled_cfg_scale)
         if self.takes_guidance(model):
             params["Distilled CFG Scale"] = self.defaults.distilled_cfg_scale if distilled_cfg_scale is None \
                 else distilled_cfg_scale

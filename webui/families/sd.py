@@ -86,11 +86,10 @@ class UNetFamily(ModelFamily):
         small_mask = torch.nn.functional.interpolate(mask, size=masked_latents.shape[-2:], mode="nearest")
         return torch.cat([small_mask.to(masked_latents.dtype), masked_latents], dim=1)
 
-    def vae_latent_to_model(self, latent, vae):
-        return latent * vae.config.scaling_factor  # no shift in these VAEs (a config may still list one as null)
-
-    def model_latent_to_vae(self, latent, vae):
-        return latent / vae.config.scaling_factor
+    def claims_weights(self, keys) -> bool:
+        # Only the text encoder tells the three apart by name (sd_detection.py checks the rest when loading).
+        prefix = self.ldm_text_layout[-1][3]
+        return any(key.startswith(prefix) for key in keys)
 
     def combine(self, model, clip_outputs, long_hidden):
         hidden, pooled = clip_outputs[0]

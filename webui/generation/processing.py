@@ -217,8 +217,7 @@ def infotext_params(model: SDModel, p: Txt2ImgParams, choice: SamplerChoice, see
         **uncond_skipping(settings).infotext(),  # "NGMS", "NGMS all steps", "Skip Early CFG"
         "Pad conds v0": True if settings.pad_cond_uncond_v0 else None,
         # "Distilled CFG Scale", "Shift": what the model's family adds
-        **model.family.infotext_params(model, model.family.noise_schedule(model, p.width, p.height),
-                                       p.distilled_cfg_scale),
+        **model.family.infotext_params(model, p.width, p.height, p.distilled_cfg_scale),
     }
     if p.enable_hr:
         params.update(hires_infotext_params(p, choice, texts))

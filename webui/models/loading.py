@@ -12,6 +12,7 @@ bundled CLIP BPE files (every SD family uses the same vocabulary).
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import json
 import logging
@@ -397,24 +398,29 @@ def _load_diffusers_folder(info: CheckpointInfo, device, dtype, vae_dtype, cache
 
 def checkpoint_family(info: CheckpointInfo) -> ModelFamily | None:
     """The family of a listed checkpoint, from its folder's model_index.json or its .safetensors header
-    (milliseconds, nothing loaded); None when that cannot tell (a .ckpt pickle, an unreadable file)."""
-    if info.kind == "diffusers":
-        return _folder_family(info.path)
-    if info.kind != "safetensors":
+    (milliseconds, nothing loaded; remembered while the file is unchanged); None when that cannot tell (a .ckpt
+    pickle, an unreadable file)."""
+    if info.kind not in ("diffusers", "safetensors"):
         return None
+    marker = info.path / "model_index.json" if info.kind == "diffusers" else info.path
+    try:
+        stat = marker.stat()
+    except OSError:
+        return None
+    return _family_of(str(info.path), info.kind, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=512)
+def _family_of(path: str, kind: str, mtime_ns: int, size: int) -> ModelFamily | None:
+    if kind == "diffusers":
+        return _folder_family(Path(path))
     try:
         from safetensors import safe_open
 
-        with safe_open(info.path, "pt") as handle:
+        with safe_open(path, "pt") as handle:
             keys = set(handle.keys())
     except Exception:  # a broken header: listed anyway, loading says what is wrong
         return None
-    from webui.families import SD1, SD2, SDXL, family_for_weights
-
-    prefixes = ((SDXL, "conditioner.embedders.1."), (SD2, "cond_stage_model.model."), (SD1, "cond_stage_model.transformer."))
-    for family, prefix in prefixes:
-        if any(key.startswith(prefix) for key in keys):
-            return family
     return family_for_weights(keys)
 
 
