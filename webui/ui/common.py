@@ -77,8 +77,11 @@ def family_switch(state: SharedState, title: str | None, shown: str | None) -> t
 
 
 def wire_family_defaults(state: SharedState, demo: gr.Blocks, dropdown: gr.Dropdown, tabs: list) -> None:
-    """Choosing a checkpoint of another family sets the generation tabs' size, steps, CFG and sampler to its."""
+    """Choosing a checkpoint of another family sets the generation tabs' size, steps, CFG and sampler to its;
+    so does opening the page when the checkpoint in use is of another family than the page was built for
+    (a model added after the server started)."""
     targets = [(tab.controls[name], name) for tab in tabs for name in FAMILY_FIELDS if name in tab.controls.fields]
+    built_for = state.models.family_and_defaults(state.models.selected_title())[0]  # the tabs' defaults are its
     shown = gr.State(None)
 
     def on_choice(title, previous):
@@ -87,7 +90,8 @@ def wire_family_defaults(state: SharedState, demo: gr.Blocks, dropdown: gr.Dropd
 
     dropdown.input(on_choice, [dropdown, shown], [component for component, _ in targets] + [shown],
                    show_progress="hidden")
-    demo.load(lambda: state.models.family_and_defaults(state.models.selected_title())[0], None, shown)
+    demo.load(lambda: on_choice(state.models.selected_title(), built_for), None,
+              [component for component, _ in targets] + [shown])
 
 
 def choose_setting(state: SharedState, sessions: "Sessions", request: gr.Request | None, key: str, value) -> None:
