@@ -12,7 +12,7 @@ import pytest
 from extension_files import broken_extensions, good_extension, write
 from live_server import LiveServer
 from webui.app import create_app, load_flags
-from webui.extensions import loader
+from webui.extensions import installer, loader
 from webui.extensions.metadata import ScriptFile, order_scripts, parse_names
 from webui.flags import parse_flags
 from webui.state import Options, SharedState
@@ -79,18 +79,18 @@ def test_install_py_runs_once_per_change_and_failures_are_reported(tmp_path, cap
     write(root / "fails", {"install.py": "raise SystemExit('no network here')\n", "scripts/ok.py": ""})
     flags = parse_flags(["--data-dir", str(tmp_path)])
     extensions = [ext for ext in loader.discover(flags) if not ext.builtin]
-    loader.run_installers(extensions, loader.stamp_file(flags))
+    installer.run_installers(extensions, installer.stamp_file(flags))
     assert "[needs-pkg] pretending to pip install" in capfd.readouterr().out  # the output is shown
     assert (root / "needs-pkg" / "runs.txt").read_text() == "ran\n"
     fails = extensions[0]
     assert fails.install_error == "install.py failed (exit code 1): no network here"
 
-    loader.run_installers(loader.discover(flags), loader.stamp_file(flags))
+    installer.run_installers(loader.discover(flags), installer.stamp_file(flags))
     assert (root / "needs-pkg" / "runs.txt").read_text() == "ran\n"  # not again: nothing changed
     (root / "needs-pkg" / "install.py").write_text(INSTALL_PY + "# a new requirement\n")
-    loader.run_installers(loader.discover(flags), loader.stamp_file(flags))
+    installer.run_installers(loader.discover(flags), installer.stamp_file(flags))
     assert (root / "needs-pkg" / "runs.txt").read_text() == "ran\nran\n"
-    loader.run_installers(loader.discover(flags))  # without stamps: every time, as A1111
+    installer.run_installers(loader.discover(flags))  # without stamps: every time, as A1111
     assert (root / "needs-pkg" / "runs.txt").read_text() == "ran\nran\nran\n"
 
 
@@ -229,15 +229,83 @@ def test_install_py_cannot_change_the_packages_the_webui_needs(tmp_path):
     })
     flags = parse_flags(["--data-dir", str(tmp_path)])
     (ext,) = [ext for ext in loader.discover(flags) if not ext.builtin]
-    loader.run_installers([ext], loader.stamp_file(flags))
+    installer.run_installers([ext], installer.stamp_file(flags))
     assert ext.install_error.startswith("install.py asked for other versions of gradio, which the WebUI needs")
     assert "gradio==0.0.1" in ext.install_output
     assert importlib.metadata.version("gradio") == before
-    assert loader.protected_versions()["transformers"] == importlib.metadata.version("transformers")
+    assert installer.protected_versions()["transformers"] == importlib.metadata.version("transformers")
     # pip's other way of saying it (sd-dynamic-prompts' magicprompt extra wants transformers<5): only ours count.
-    assert loader._refused_packages(
+    assert installer._refused_packages(
         'ERROR: Could not find a version that satisfies the requirement transformers[torch]<5; extra == "magic"\n'
         "ERROR: No matching distribution found for send2trash\n") == {"transformers"}
+
+
+def _wheel(folder, name: str, version: str, extras: dict[str, list[str]]):
+    """A pure-Python wheel with optional extras, written by hand (pip installs it offline)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    info = f"{name}-{version}.dist-info"
+    metadata = [f"Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
+    for extra, requirements in extras.items():
+        metadata += [f"Provides-Extra: {extra}", *(f'Requires-Dist: {r}; extra == "{extra}"' for r in requirements)]
+    files = {f"{name}/__init__.py": f"VERSION = {version!r}\n", f"{info}/METADATA": "\n".join(metadata) + "\n",
+             f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = []
+    with zipfile.ZipFile(folder / f"{name}-{version}-py3-none-any.whl", "w") as wheel:
+        for path, text in files.items():
+            wheel.writestr(path, text)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+            record.append(f"{path},sha256={digest},{len(text.encode())}")
+        wheel.writestr(f"{info}/RECORD", "\n".join([*record, f"{info}/RECORD,,"]) + "\n")
+
+
+def test_an_extra_that_wants_a_protected_package_changed_is_left_out(tmp_path, monkeypatch):
+    # sd-dynamic-prompts asks for dynamicprompts[magicprompt], whose extra wants transformers<5: the package is
+    # installed without that extra, install.py runs again and passes, and the extension's row says what was left out.
+    # Offline: a local wheel whose extra wants gradio<1; pip installs into a target folder, not this environment.
+    wheels, target = tmp_path / "wheels", tmp_path / "target"
+    wheels.mkdir()
+    _wheel(wheels, "webui_extra_test", "1.2", {"fancy": ["gradio<1"], "plain": []})
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheels))
+    monkeypatch.setenv("PIP_TARGET", str(target))
+    write(tmp_path / "extensions" / "wants-extra", {
+        "install.py": "import os, subprocess, sys\n"
+                      "if not os.path.isdir(os.path.join(os.environ['PIP_TARGET'], 'webui_extra_test')):\n"
+                      "    subprocess.check_call([sys.executable, '-m', 'pip', 'install', 'webui_extra_test[fancy,plain]~=1.0'])\n",
+        "scripts/ok.py": "",
+    })
+    flags = parse_flags(["--data-dir", str(tmp_path)])
+    (ext,) = [ext for ext in loader.discover(flags) if not ext.builtin]
+    installer.run_installers([ext], installer.stamp_file(flags))
+    assert ext.install_error is None, ext.install_output
+    assert (target / "webui_extra_test" / "__init__.py").read_text() == "VERSION = '1.2'\n"
+    assert ext.warnings == ["installed webui-extra-test without its extra fancy: it needs another version of gradio, "
+                            "which the WebUI needs as installed"]
+    assert json.loads(installer.stamp_file(flags).read_text())["wants-extra"]  # a success: not run again
+    # Both of pip's wordings name the extra and the project behind it.
+    drops = installer._extras_to_drop(
+        'ERROR: Could not find a version that satisfies the requirement transformers[torch]<5; extra == "magicprompt" '
+        "(from dynamicprompts[attentiongrabber,magicprompt]) (from versions: 4.0.0, 5.25.0)\n", {"transformers"})
+    assert [(d.requirement, d.extras, d.extra, d.package) for d in drops] == [
+        ("dynamicprompts", ("attentiongrabber", "magicprompt"), "magicprompt", "transformers")]
+    assert installer._specifier("dynamicprompts", drops, "Collecting dynamicprompts[a,b]~=0.31.0\n") == "~=0.31.0"
+
+
+def test_an_extra_that_cannot_be_left_out_still_fails_clearly(tmp_path, monkeypatch):
+    # The requirement itself (not an extra) wants another gradio: nothing is installed, the refusal is reported.
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_TARGET", str(tmp_path / "target"))
+    write(tmp_path / "extensions" / "wants-gradio", {
+        "install.py": "import subprocess, sys\nsubprocess.check_call([sys.executable, '-m', 'pip', 'install', 'gradio<1'])\n",
+    })
+    flags = parse_flags(["--data-dir", str(tmp_path)])
+    (ext,) = [ext for ext in loader.discover(flags) if not ext.builtin]
+    installer.run_installers([ext], installer.stamp_file(flags))
+    assert ext.install_error.startswith("install.py asked for other versions of gradio")
+    assert ext.warnings == [] and not (tmp_path / "target").exists()
 
 
 def test_the_packages_a1111_extensions_assume_are_there(tmp_path):

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from webui.extensions import manager
-from webui.extensions.loader import discover, stamp_file
+from webui.extensions.installer import stamp_file
+from webui.extensions.loader import discover
 from webui.flags import parse_flags
 from webui.state import Options, SharedState
 

@@ -17,7 +17,8 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.routing import Mount
 
-from .extensions.loader import Extension, discover, run_installers, run_preloads, stamp_file, start_extensions
+from .extensions.installer import run_installers, stamp_file
+from .extensions.loader import Extension, discover, run_preloads, start_extensions
 from .flags import build_parser, parse_flags
 from .state import SharedState
 

@@ -1,6 +1,6 @@
 """Extensions on disk and bringing them up: discovery (the built-in ones shipped in
 webui/extensions/builtin/, then <data-dir>/extensions/, each sorted by folder name), their
-metadata.ini and git state, preload.py (flags), install.py, and importing scripts/*.py.
+metadata.ini and git state, preload.py (flags) and importing scripts/*.py (install.py: installer.py).
 
 Startup (webui/app.py main): discover -> run_preloads -> parse the flags -> run_installers ->
 SharedState -> start_extensions (load_scripts, runners) -> create_app (fires app_started).
@@ -10,17 +10,10 @@ and the other extensions go on.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import logging
-import os
 import re
-import site
-import subprocess
 import sys
-import tempfile
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,11 +30,6 @@ DISABLE_ALL_CHOICES = ("none", "extra", "all")  # option disable_all_extensions:
 def extensions_dir(flags) -> Path:
     """Where users' extensions live: <data-dir>/extensions, as in A1111."""
     return Path(flags.data_dir) / "extensions"
-
-
-def stamp_file(flags) -> Path:
-    """Which install.py ran successfully, and against what (see run_installers)."""
-    return extensions_dir(flags) / ".installed.json"
 
 
 @dataclass
@@ -201,127 +189,6 @@ def _install_compat(flags, extensions: list[Extension]) -> None:
     compat.install()
     if flags is not None:  # until load_scripts binds the real state
         compat.bind(SimpleNamespace(flags=flags, extensions=extensions))
-
-
-# -- install.py: once per change, in a subprocess -----------------------------------------------
-
-# Packages the WebUI cannot work without, besides those pyproject.toml names: an extension's install.py
-# may not change any of them (sd-dynamic-prompts' once downgraded transformers, and no model loaded).
-PROTECTED_PACKAGES = ("torchvision", "torchaudio", "huggingface_hub", "tokenizers", "gradio_client", "starlette",
-                      "pydantic")
-
-
-def protected_versions() -> dict[str, str]:
-    """Installed version of every package the WebUI needs (pyproject.toml's dependencies and PROTECTED_PACKAGES)."""
-    import importlib.metadata
-    import tomllib
-
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    names = [re.split(r"[\s<>=!~;\[]", requirement, maxsplit=1)[0] for requirement in project["dependencies"]]
-    versions = {}
-    for name in [*names, *PROTECTED_PACKAGES]:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
-def run_installers(extensions: list[Extension], stamps: Path | None = None) -> None:
-    """Run each active extension's install.py, with the output shown as it comes.
-
-    With `stamps` (a JSON file), an install.py that succeeded is run again only when it, the
-    extension's requirements*.txt or the Python environment (its site-packages folders) changed;
-    without, every time, as A1111 does. A failure is logged and kept in `install_error`. The pip
-    runs of install.py are held to the installed versions of what the WebUI needs (a pip constraints
-    file): asking for another version of one of them fails that install.py, not the WebUI."""
-    done = _read_stamps(stamps)
-    environment = _environment()
-    succeeded = []
-    with tempfile.TemporaryDirectory() as folder:
-        constraints = Path(folder) / "webui-constraints.txt"
-        constraints.write_text("".join(f"{name}=={version}\n" for name, version in protected_versions().items()),
-                               encoding="utf-8")
-        for ext in extensions:
-            if not ext.active or not (ext.path / "install.py").is_file():
-                continue
-            if stamps is not None and done.get(ext.name) == _install_key(ext, environment):
-                succeeded.append(ext)
-                continue
-            done.pop(ext.name, None)
-            if run_installer(ext, constraints):
-                succeeded.append(ext)
-    if stamps is not None:
-        environment = _environment()  # what the installers just installed changed it
-        done.update({ext.name: _install_key(ext, environment) for ext in succeeded})
-        try:
-            stamps.parent.mkdir(parents=True, exist_ok=True)
-            stamps.write_text(json.dumps(done, indent=1), encoding="utf-8")
-        except OSError as error:
-            log.warning("cannot record extension installs in %s: %s", stamps, error)
-
-
-def run_installer(ext: Extension, constraints: Path | None = None) -> bool:
-    """`python install.py` in the extension's folder, with the project importable (`import launch`);
-    `constraints`: a pip constraints file every pip it runs obeys (PIP_CONSTRAINT)."""
-    paths = [str(ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
-    if constraints is not None:
-        env["PIP_CONSTRAINT"] = " ".join(filter(None, [os.environ.get("PIP_CONSTRAINT"), str(constraints)]))
-    print(f"Running install.py of extension {ext.name}", flush=True)
-    tail: deque[str] = deque(maxlen=200)
-    try:
-        process = subprocess.Popen([sys.executable, "install.py"], cwd=ext.path, env=env, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True, errors="replace")
-        for line in process.stdout:
-            print(f"[{ext.name}] {line}", end="", flush=True)
-            tail.append(line)
-        code = process.wait()
-    except OSError as error:
-        code, tail = -1, deque([str(error)])
-    ext.install_output = "".join(tail)
-    if code != 0:
-        last = ext.install_output.strip().splitlines()[-1:] or [""]
-        ext.install_error = f"install.py failed (exit code {code}): {last[0]}"
-        refused = sorted(_refused_packages(ext.install_output))
-        if refused:
-            ext.install_error = (f"install.py asked for other versions of {', '.join(refused)}, which the WebUI needs "
-                                 f"as installed; refused (the extension loads without them)")
-        log.error("extension %s: %s", ext.name, ext.install_error)
-        return False
-    ext.install_error = None
-    return True
-
-
-def _refused_packages(pip_output: str) -> set[str]:
-    """The WebUI's own packages pip could not change for an install.py: named as constraints in a conflict,
-    or as a requirement no version of which fits (the only one allowed being the installed one)."""
-    names = set(re.findall(r"The user requested \(constraint\) ([\w.-]+)==", pip_output))
-    wanted = re.findall(r"(?:satisfies the requirement|No matching distribution found for) ([\w.-]+)", pip_output)
-    protected = {name.lower().replace("_", "-") for name in protected_versions()}
-    return names | {name for name in wanted if name.lower().replace("_", "-") in protected}
-
-
-def _read_stamps(path: Path | None) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8")) if path is not None and path.is_file() else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _environment() -> str:
-    """Python and the state of its package folders: installing or removing a package changes
-    the folder's modification time."""
-    folders = [*site.getsitepackages(), site.getusersitepackages()]
-    times = [str(os.stat(folder).st_mtime_ns) for folder in folders if os.path.isdir(folder)]
-    return "|".join([sys.executable, *times])
-
-
-def _install_key(ext: Extension, environment: str) -> str:
-    digest = hashlib.sha256(environment.encode())
-    for file in [ext.path / "install.py", *sorted(ext.path.glob("requirements*.txt"))]:
-        digest.update(file.name.encode() + b"\0" + file.read_bytes())
-    return digest.hexdigest()
 
 
 # -- scripts/*.py: imported into a SharedState ---------------------------------------------------

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from ..auth import Caller
 from . import git
-from .loader import DISABLE_ALL_CHOICES, Extension, discover, extensions_dir, read_extension, run_installers, stamp_file
+from .installer import run_installers, stamp_file
+from .loader import DISABLE_ALL_CHOICES, Extension, discover, extensions_dir, read_extension
 
 log = logging.getLogger(__name__)
 

@@ -122,6 +122,7 @@ def build(state: SharedState) -> None:
             return [*refresh(found), _note(str(error), error=True)]
         outcome = (ext.install_error if ext.install_error
                    else "Restart the WebUI (Installed: Apply and restart UI) to load it.")
+        outcome = " ".join([outcome, *(f"Note: {warning}." for warning in ext.warnings)])
         output = (f"<details><summary>install.py output</summary><pre>{html.escape(ext.install_output)}</pre></details>"
                   if ext.install_output else "")
         return [*refresh(found), _note(f"Installed {ext.name} into {ext.path}. {outcome}",
