@@ -148,6 +148,10 @@ def on_ui_tabs():
                     with gr.Row(visible=False, elem_id=f"gr3_{name}_panel") as panel:
                         renew = gr.Button("Renew", elem_id=f"gr3_{name}_renew")
                     renew.click(renewed(name), None, [result, panel])
+        with gr.Accordion("Actions", open=False, elem_id="gr3_actions"):  # Gradio 3 drew closed content too
+            refresh = gr.Button("Refresh", elem_id="gr3_refresh")
+        refreshed = gr.Textbox("", label="refreshed", elem_id="gr3_refreshed")
+        refresh.click(lambda: "refreshed by the page script", None, refreshed)
     return [(tab, "Gradio 3 habits", "gr3habits")]
 
 
@@ -167,6 +171,16 @@ onUiLoaded(() => {
     const renew = gradioApp().getElementById("gr3_second_renew");
     document.body.dataset.gr3Renew = renew ? "found" : "missing";
     if (renew) renew.click();
+});
+// sd-dynamic-prompts' habit: on a page update, see which top-level tab shows (A1111's markup) and, the first
+// time it is ours, click a button inside a closed accordion.
+let gr3Refreshed = false;
+onAfterUiUpdate(() => {
+    const shown = gradioApp().querySelector('#tabs > .tabitem[id^=tab_]:not([style*="display: none"])');
+    if (shown?.id === "tab_gr3habits" && !gr3Refreshed) {
+        gr3Refreshed = true;
+        gradioApp().querySelector("#gr3_refresh").click();
+    }
 });
 '''
 

@@ -155,7 +155,8 @@ def test_what_an_extension_lacks_is_shown_for_it(tmp_path):
 def test_gradio3_hidden_blocks_and_tabs_are_in_the_page(tmp_path):
     # As Gradio 3 drew them (images-browser relies on it): invisible components and rows are in the page, hidden,
     # even in tabs not opened yet, so page scripts read and click them; a block beside the tabs neither
-    # doubles a tab button nor hangs the page; gr.update(visible=True) shows a hidden row.
+    # doubles a tab button nor hangs the page; gr.update(visible=True) shows a hidden row; a closed accordion's
+    # content is there too; showing a tab is a page update (onAfterUiUpdate).
     os.environ["HF_HUB_OFFLINE"] = "1"
     gradio3_tab_extension(tmp_path / "extensions")
     flags, extensions = load_flags(["--data-dir", str(tmp_path), "--use-cpu", "all"])
@@ -168,6 +169,7 @@ def test_gradio3_hidden_blocks_and_tabs_are_in_the_page(tmp_path):
         expect(body).to_have_attribute("data-gr3-renew", "found")
         expect(body).to_have_attribute("data-gr3-tab-buttons", "2")
         expect(body).to_have_attribute("data-gr3-editors", "img2maskimg,inpaint_sketch,img_inpaint_base")
+        page.wait_for_timeout(1000)  # a quiet page: showing the tab below is then the only change
         page.get_by_role("tab", name="Gradio 3 habits").click()
         tabs = page.locator("#gr3_tabs")
         expect(tabs.get_by_role("tab")).to_have_count(2)
@@ -178,5 +180,10 @@ def test_gradio3_hidden_blocks_and_tabs_are_in_the_page(tmp_path):
         expect(page.locator("#gr3_second_result textarea")).to_have_value("renewed second")  # the script's click
         expect(page.locator("#gr3_second_renew")).to_be_visible()  # the click's gr.update(visible=True)
         expect(page.locator("#gr3_first_panel")).to_be_hidden()
+        # Opening the tab is a page update; the script then clicks a button in the closed accordion.
+        expect(page.locator("#gr3_refreshed textarea")).to_have_value("refreshed by the page script")
+        expect(page.locator("#gr3_refresh")).to_be_hidden()  # the accordion is closed ...
+        page.locator("#gr3_actions").get_by_text("Actions").click()
+        expect(page.locator("#gr3_refresh")).to_be_visible()  # ... and opens as usual
         assert not errors, errors
     state.queue.stop()

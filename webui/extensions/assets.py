@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import gradio as gr
 
-from ..ui.gradio_compat import GRADIO3_HIDDEN
+from ..ui.gradio_compat import GRADIO3_CLOSED, GRADIO3_HIDDEN
 
 PAGE_API = Path(__file__).resolve().parent / "js" / "webui.js"
 
@@ -35,6 +35,8 @@ def head_html(state) -> str:
     tags += [_script(prefix, path) for ext in active for path in ext.javascript]
     tags += [f'<link rel="stylesheet" href="{_url(prefix, ext.stylesheet)}">' for ext in active if ext.stylesheet]
     tags.append(f"<style>.{GRADIO3_HIDDEN} {{ display: none !important; }}</style>")  # extensions' visible=False rows
+    # extensions' closed accordions while they are built open (gradio_compat), until webui.js closes them
+    tags.append(f"<style>.{GRADIO3_CLOSED} > [data-testid=accordion-content] {{ display: none !important; }}</style>")
     return "\n".join(tags)
 
 

@@ -49,6 +49,7 @@ _installed = False
 _warned: set[tuple[str, str]] = set()
 GRADIO3_LAYOUT = "gradio3-layout"  # a layout an extension made with visible=False ...
 GRADIO3_HIDDEN = "gradio3-hidden"  # ... and hidden now (page CSS: display none; see assets.head_html)
+GRADIO3_CLOSED = "gradio3-closed"  # an accordion made closed: built open, closed by the page script once loaded
 
 
 def _native(cls: type) -> type:
@@ -290,6 +291,12 @@ def gradio3_kwargs(cls: type, signature: inspect.Signature, positional: int, kwa
         kwargs.setdefault("allow_custom_value", True)  # Gradio 3 never checked values against choices
     if issubclass(native, gr.Tabs) and "overflow_behavior" in signature.parameters:
         kwargs.setdefault("overflow_behavior", "wrap")  # Gradio 3's tab bar: one button per tab, wrapped
+    if issubclass(native, gr.Accordion) and kwargs.get("open") is False:
+        # Gradio 3 put a closed accordion's content in the page; Gradio 6 builds it only when first opened,
+        # and extensions' page scripts click buttons inside (sd-dynamic-prompts' "Refresh wildcards"). So it is
+        # built open, its content hidden by a class, and webui.js closes it before onUiLoaded.
+        kwargs["open"] = True
+        kwargs["elem_classes"] = [*_as_list(kwargs.get("elem_classes")), GRADIO3_CLOSED]
     if kwargs.get("visible") is False and not issubclass(native, gr.Tab):
         # Gradio 3 put invisible blocks in the page, hidden; extensions' page scripts read and click them
         # (a hidden textbox as a bridge, a hidden "refresh" button in a hidden row). Gradio 4+ leaves

@@ -198,6 +198,11 @@
             const started = Date.now();
             while (Date.now() - lastChange < 150 && Date.now() - started < 5000) await sleep(50);
         }
+        // Extensions' closed accordions were built open so that their content exists (gradio_compat): close them.
+        for (const accordion of gradioApp().querySelectorAll(".gradio3-closed")) {
+            accordion.classList.remove("gradio3-closed");
+            accordion.querySelector(".label-wrap")?.click();  // its own comes first
+        }
         preparing = false;
         loaded = true;
         call(registered.uiLoaded);
@@ -216,8 +221,9 @@
     function observe() {
         const root = gradioApp();
         new MutationObserver(observed).observe(root, {childList: true, subtree: true});
-        // Switching tabs may only flip attributes of nodes that already exist.
-        new MutationObserver(checkTab).observe(root, {attributes: true, subtree: true, attributeFilter: ["aria-selected"]});
+        // Switching tabs may only flip attributes of nodes that already exist; in Gradio 3 it changed the
+        // page's children, so extensions wait for onUiUpdate/onAfterUiUpdate to see the new tab.
+        new MutationObserver(observed).observe(root, {attributes: true, subtree: true, attributeFilter: ["aria-selected"]});
     }
 
     if (document.querySelector("gradio-app")) observe();
