@@ -226,3 +226,27 @@ def test_pad_conds_v0_batches_prompt_and_negative_of_different_lengths_in_one_ca
     assert rows == [2] * 4
     assert str(parse_infotext(padded.infotexts[0])["Pad conds v0"]) == "True"
     assert "Pad conds" not in plain.infotexts[0]
+
+
+def test_pad_conds_pads_the_shorter_text_with_empty_prompt_chunks_in_one_call():
+    from webui.generation.conditioning import EncodeOptions, PromptEncoder
+
+    model = make_tiny_model("sd1")
+    texts = []
+    model.unet.register_forward_pre_hook(lambda m, args, kwargs: texts.append(kwargs["encoder_hidden_states"]),
+                                         with_kwargs=True)
+    long_prompt = ", ".join(["a red cat on a blue sofa"] * 14)  # two chunks against the negative's one
+    plain = txt2img(model, params(prompt=long_prompt))
+    assert [t.shape[0] for t in texts] == [1, 1] * 4  # off: separate calls, as before
+    texts.clear()
+    padded = txt2img(model, params(prompt=long_prompt, settings=GenerationSettings(pad_cond_uncond=True)))
+    assert [t.shape[0] for t in texts] == [2] * 4  # prompt and negative in one call per step
+    encoder = PromptEncoder(model)
+    negative = encoder.encode_group(["blurry"], EncodeOptions())[0].crossattn
+    empty = encoder.encode_group([""], EncodeOptions())[0].crossattn
+    uncond = texts[0][1]
+    assert uncond.shape[0] == 154 and torch.equal(uncond[:77], negative)
+    assert torch.allclose(uncond[77:], empty)  # the empty prompt's chunk, not the negative's last vector repeated
+    assert not torch.allclose(uncond[77:], negative[-1:].expand(77, -1))
+    assert str(parse_infotext(padded.infotexts[0])["Pad conds"]) == "True"
+    assert "Pad conds" not in plain.infotexts[0]

@@ -197,7 +197,8 @@ READ_ELSEWHERE = frozenset({
     "interrogate_clip_min_length", "interrogate_clip_max_length", "interrogate_clip_dict_limit",
     "interrogate_clip_skip_categories",
     "face_restoration", "face_restoration_model", "code_former_weight", "tiling",
-    "fp8_storage", "s_min_uncond", "s_min_uncond_all", "skip_early_cond", "pad_cond_uncond_v0",  # memory.py; CFG
+    "fp8_storage",  # memory.py
+    "s_min_uncond", "s_min_uncond_all", "skip_early_cond", "pad_cond_uncond", "pad_cond_uncond_v0",  # CFG
 })
 
 

@@ -325,6 +325,7 @@ class Options:
             s_min_uncond=values["s_min_uncond"],
             s_min_uncond_all=values["s_min_uncond_all"],
             skip_early_cond=values["skip_early_cond"],
+            pad_cond_uncond=values["pad_cond_uncond"],
             pad_cond_uncond_v0=values["pad_cond_uncond_v0"],
         )
 

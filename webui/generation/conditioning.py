@@ -32,6 +32,11 @@ class EncodeOptions:
     comma_padding_backtrack: int = 20  # 0 disables
     sdxl_clip_l_skip: bool = False  # apply clip skip to SDXL's CLIP-L too
 
+    @classmethod
+    def from_settings(cls, settings) -> "EncodeOptions":
+        """The options a job's GenerationSettings ask for."""
+        return cls(settings.emphasis, settings.clip_skip, settings.comma_padding_backtrack, settings.sdxl_clip_l_skip)
+
 
 @dataclass(frozen=True)
 class Conditioning:

@@ -118,6 +118,7 @@ class CFGDenoiser:
         total_steps: int = 0,
         skip_uncond: "UncondSkipping | None" = None,
         pad_conds: bool = False,
+        empty_chunk: Callable[[], torch.Tensor] | None = None,
     ):
         self.denoiser = denoiser
         self.conds = conds
@@ -138,6 +139,10 @@ class CFGDenoiser:
         # A1111's "pad_cond_uncond_v0": texts of different chunk counts still go in one call, the shorter
         # padded by repeating its last token vector (it changes the image a little, so it is a setting)
         self.pad_conds = pad_conds
+        # A1111's "pad_cond_uncond": the shorter side padded with the empty prompt's encoding, one chunk
+        # ([77, C]) per chunk missing; called when first needed
+        self.empty_chunk = empty_chunk
+        self._padded: dict[tuple[int, int, int], Conditioning] = {}  # (id, side length, target) -> padded
         # Stacked conditioning per combination of texts: after the first call that uses
         # a combination, a prompt-schedule swap is a dictionary lookup.
         self._stacked: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor | None]] = {}
@@ -173,6 +178,9 @@ class CFGDenoiser:
         elif max(c.tokens for c in conds) == max(c.tokens for c in unconds) or self._variable_text or self.pad_conds:
             out = self._run(x, sigma, conds + unconds, owner + images, image_cond)
             cond_out, uncond_out = out[: len(owner)], out[len(owner) :]
+        elif self.empty_chunk is not None and (padded := self._pad_with_empty(conds, unconds)) is not None:
+            out = self._run(x, sigma, padded[0] + padded[1], owner + images, image_cond)
+            cond_out, uncond_out = out[: len(owner)], out[len(owner) :]
         else:  # different chunk counts: separate calls, as A1111 does by default
             cond_out = self._run(x, sigma, conds, owner, image_cond)
             uncond_out = self._run(x, sigma, unconds, images, image_cond)
@@ -188,6 +196,30 @@ class CFGDenoiser:
         if hooked:
             denoised = self.hooks.cfg_after_cfg(denoised, self.sampling_step, self.total_steps)
         return denoised
+
+    def _pad_with_empty(self, conds: list[Conditioning], unconds: list[Conditioning]):
+        """(conds, unconds) of one length: the shorter side's texts (each first brought to that side's length
+        by repeating its last vector, as stacking does) followed by empty-prompt chunks; None when the
+        lengths differ by no whole number of chunks."""
+        empty = self.empty_chunk()
+        cond_length, uncond_length = max(c.tokens for c in conds), max(c.tokens for c in unconds)
+        target = max(cond_length, uncond_length)
+        if (target - min(cond_length, uncond_length)) % empty.shape[0]:
+            return None
+
+        def pad(side: list[Conditioning], length: int) -> list[Conditioning]:
+            if length == target:
+                return side
+            for c in side:
+                key = (id(c), length, target)
+                if key not in self._padded:
+                    own = c.crossattn
+                    chunks = empty.to(own).repeat((target - length) // empty.shape[0], 1)
+                    self._padded[key] = Conditioning(torch.cat([own, own[-1:].expand(length - c.tokens, -1), chunks]),
+                                                     c.pooled)
+            return [self._padded[(id(c), length, target)] for c in side]
+
+        return pad(conds, cond_length), pad(unconds, uncond_length)
 
     def _before_model(self, x, sigma, conds: list[Conditioning], unconds: list[Conditioning]):
         """The cfg_denoiser hook: it sees this call's inputs and may replace x, sigma and image_cond."""

@@ -171,8 +171,7 @@ def img2img(model: SDModel, p: Img2ImgParams, control: JobControl | None = None,
     prepared = [prepare_init_image(image, mask, p) for image in sources]
 
     settings = p.settings
-    options = EncodeOptions(settings.emphasis, settings.clip_skip, settings.comma_padding_backtrack,
-                            settings.sdxl_clip_l_skip)
+    options = EncodeOptions.from_settings(settings)
     # The prompt schedule is read on the full `steps` timeline, from its start, as A1111 does.
     schedule_steps = p.steps * choice.schedule_steps_factor
     total_steps, t_enc = img2img_steps(p.steps, p.denoising_strength, p.img2img_fix_steps)

@@ -82,7 +82,8 @@ class GenerationSettings:
     s_min_uncond: float = 0.0  # "Negative Guidance minimum sigma" (NGMS)
     s_min_uncond_all: bool = False  # NGMS on every step rather than every other
     skip_early_cond: float = 0.0  # "Skip Early CFG": the fraction of steps with no uncond pass
-    pad_cond_uncond_v0: bool = False  # "Pad conds v0": prompt and negative of different lengths in one UNet call
+    pad_cond_uncond: bool = False  # "Pad conds": the shorter of prompt and negative padded with empty-prompt chunks
+    pad_cond_uncond_v0: bool = False  # "Pad conds v0": the same, padded by repeating its last token vector
     nan_check: bool = True  # fail a job whose UNet or VAE output holds NaNs (off: --disable-nan-check)
     live_preview_every: int = 0  # steps between previews; 0 = none
     samples_filename_pattern: str = "[seed]"

@@ -48,7 +48,7 @@ def txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None = None,
     control = control or JobControl()
     choice = choose_sampler(p.sampler_name, p.scheduler)
     settings = p.settings
-    options = EncodeOptions(settings.emphasis, settings.clip_skip, settings.comma_padding_backtrack, settings.sdxl_clip_l_skip)
+    options = EncodeOptions.from_settings(settings)
     schedule_steps = p.steps * choice.schedule_steps_factor
     check_size(model, p.width, p.height)
     plan = plan_sampling(model, choice, p.steps, p.width, p.height)
@@ -215,7 +215,8 @@ def infotext_params(model: SDModel, p: Txt2ImgParams, choice: SamplerChoice, see
         "Emphasis": settings.emphasis if settings.emphasis != "Original" and uses_emphasis else None,
         "Old prompt editing timelines": True if settings.use_old_scheduling else None,
         **uncond_skipping(settings).infotext(),  # "NGMS", "NGMS all steps", "Skip Early CFG"
-        "Pad conds v0": True if settings.pad_cond_uncond_v0 else None,
+        "Pad conds v0": True if settings.pad_cond_uncond_v0 else None,  # v0 wins when both are on, as in A1111
+        "Pad conds": True if settings.pad_cond_uncond and not settings.pad_cond_uncond_v0 else None,
         # "Distilled CFG Scale", "Shift": what the model's family adds
         **model.family.infotext_params(model, p.width, p.height, p.distilled_cfg_scale),
     }

@@ -7,11 +7,14 @@ optional inpainting mask and image conditioning.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from ..models.model import SDModel
+from .conditioning import EncodeOptions, PromptEncoder
 from .decoding import latent_preview
 from .denoiser import CFGDenoiser, Interrupted, JobControl, ModelDenoiser, UncondSkipping
 from .hooks import NO_HOOKS, GenerationHooks
@@ -150,7 +153,8 @@ def run_pass(
                            cfg_scale * sampler.cfg_scale_multiplier, image_cond=image_cond, control=control,
                            init_latent=init_latent, latent_mask=latent_mask, hooks=hooks,
                            total_steps=len(sigmas) - 1, skip_uncond=uncond_skipping(settings),
-                           pad_conds=settings.pad_cond_uncond_v0)
+                           pad_conds=settings.pad_cond_uncond_v0,
+                           empty_chunk=empty_prompt_chunk(model, settings) if settings.pad_cond_uncond else None)
     kwargs = _sampler_kwargs(sampler, settings, extras, rng, x, sigmas, seeds, plan.schedule)
 
     finished: list[torch.Tensor] = []  # the latest step's denoised estimate
@@ -178,6 +182,13 @@ def run_pass(
     if latent_mask is not None:
         latents = init_latent * (1 - latent_mask) + latents * latent_mask
     return latents
+
+
+def empty_prompt_chunk(model: SDModel, settings: GenerationSettings) -> Callable[[], torch.Tensor]:
+    """A1111's pad_cond_uncond padding: the empty prompt's conditioning, one chunk, encoded (once) when the
+    denoiser first needs it; with the job's encode options (A1111 encodes it once when the model loads)."""
+    options = EncodeOptions.from_settings(settings)
+    return functools.cache(lambda: PromptEncoder(model).encode_group([""], options)[0].crossattn)
 
 
 def uncond_skipping(settings: GenerationSettings) -> UncondSkipping:
