@@ -87,10 +87,16 @@ def test_disable_restores_the_eager_forward():
 
 
 @pytest.mark.slow
-def test_inductor_compiled_unet_matches_eager():
-    """What --compile runs on a CPU (inductor's C++ kernels; needs a C compiler): same image within rounding."""
+@pytest.mark.parametrize("fp8", [False, True], ids=["full", "fp8-weights"])
+def test_inductor_compiled_unet_matches_eager(fp8):
+    """What --compile runs on a CPU (inductor's C++ kernels; needs a C compiler): same image within rounding,
+    with FP8 weight too (the per-layer upcast compiled into the kernels)."""
+    from webui import memory
+
     torch._dynamo.reset()
     model = make_tiny_model("sd1")
+    if fp8:
+        memory.store_fp8(model.unet, model.dtype)
     eager = pixels(model)
     fast_path.enable(model)
     assert np.abs(pixels(model) - eager).max() <= 2

@@ -16,9 +16,12 @@ pre-hooks (registered on every module of a unit that holds weights, so a direct 
 from __future__ import annotations
 
 import logging
+import re
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 log = logging.getLogger(__name__)
@@ -154,12 +157,13 @@ class Placement:
         self.where[name] = role
         self.moves.append((name, role))
 
-    def remove(self) -> None:
-        """Hooks off and every unit back on the compute device (the model as loaded)."""
+    def remove(self, restore: bool = True) -> None:
+        """Hooks off and every unit back on the compute device (the model as loaded); `restore` False leaves
+        the units where they are, for a placement that replaces this one (no moment with all on the GPU)."""
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        for name in self.units:
+        for name in self.units if restore else ():
             self._move(name, "compute")
         self.active = None
 
@@ -193,17 +197,92 @@ def build_placement(model, mode: str, compute: torch.device, offload: torch.devi
     return placement
 
 
-def store_fp8(module: nn.Module, compute_dtype: torch.dtype) -> None:
-    """A1111's "FP8 weight": the weights of Linear/Conv layers stored as float8_e4m3fn (half the memory of
-    fp16), each layer's upcast to `compute_dtype` only while it computes. Norms and embeddings stay as
-    they are (diffusers' layerwise casting, whose defaults skip them)."""
-    from diffusers.hooks import apply_layerwise_casting
+FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
+# Layers kept in the compute dtype, as diffusers' layerwise casting keeps them: norms, embeddings, the first and
+# last projections (their precision shows most in the image).
+KEEP_PATTERNS = ("pos_embed", "patch_embed", "norm", "^proj_in$", "^proj_out$")
 
-    apply_layerwise_casting(module, storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype)
+
+class FP8Linear(nn.Linear):
+    """A Linear stored in fp8 (see `store_fp8`): its weights are upcast for each call, nothing is written back
+    (diffusers' layerwise casting casts the module to and fro instead), so torch.compile can trace it."""
+
+    compute_dtype = torch.float32
+
+    def forward(self, x):
+        dtype = self.compute_dtype
+        return F.linear(x.to(dtype), self.weight.to(dtype), None if self.bias is None else self.bias.to(dtype))
+
+
+class _FP8Conv:
+    compute_dtype = torch.float32
+
+    def forward(self, x):
+        dtype = self.compute_dtype
+        bias = None if self.bias is None else self.bias.to(dtype)
+        return self._conv_forward(x.to(dtype), self.weight.to(dtype), bias)
+
+
+class FP8Conv1d(_FP8Conv, nn.Conv1d):
+    pass
+
+
+class FP8Conv2d(_FP8Conv, nn.Conv2d):
+    pass
+
+
+class FP8Conv3d(_FP8Conv, nn.Conv3d):
+    pass
+
+
+_FP8_LAYERS = {nn.Linear: FP8Linear, nn.Conv1d: FP8Conv1d, nn.Conv2d: FP8Conv2d, nn.Conv3d: FP8Conv3d}
+
+
+def store_fp8(module: nn.Module, compute_dtype: torch.dtype, storage: torch.dtype = torch.float8_e4m3fn) -> None:
+    """A1111's "FP8 weight": the weights of Linear/Conv layers stored as `storage` (float8_e4m3fn: half the
+    memory of fp16), each layer's upcast to `compute_dtype` only while it computes. The rest (norms,
+    embeddings, the layers a transformers model keeps in float32, such as T5's `wo`) stays as it is, but for
+    what a checkpoint stored in fp8: that is upcast to `compute_dtype`."""
+    keep = KEEP_PATTERNS + tuple(f"(^|\\.){name}$" for name in getattr(module, "_keep_in_fp32_modules", None) or ())
+    for name, layer in module.named_modules():
+        fp8_class = _FP8_LAYERS.get(type(layer))
+        if fp8_class is not None and not any(re.search(pattern, name) for pattern in keep):
+            layer.to(dtype=storage)
+            layer.__class__, layer.compute_dtype = fp8_class, compute_dtype
+        elif type(layer) not in _FP8_LAYERS.values():
+            layer._apply(lambda t: t.to(compute_dtype) if t.dtype in FP8_DTYPES else t, recurse=False)
 
 
 def uses_fp8(module: nn.Module) -> bool:
-    return any(p.dtype == torch.float8_e4m3fn for p in module.parameters())
+    return any(p.dtype in FP8_DTYPES for p in module.parameters())
+
+
+def stored_fp8(weights: dict) -> torch.dtype | None:
+    """The fp8 type a checkpoint part's weights are stored in (the most common one), or None."""
+    found = Counter(t.dtype for t in weights.values() if t.dtype in FP8_DTYPES)
+    return found.most_common(1)[0][0] if found else None
+
+
+def cast_loaded(module: nn.Module, weights: dict, dtype: torch.dtype, keep_fp8: bool = False) -> nn.Module:
+    """A network just filled with a checkpoint's `weights`, cast to `dtype`; with `keep_fp8`, one whose file
+    stores its weights in fp8 keeps them so (as `store_fp8` stores them) rather than upcast to twice the memory."""
+    storage = stored_fp8(weights) if keep_fp8 else None
+    if storage is None:
+        return nn.Module.to(module, dtype=dtype)  # not diffusers' override: it only adds checks and a warning
+    module._apply(lambda t: t.to(dtype) if t.is_floating_point() and t.dtype not in FP8_DTYPES else t)
+    store_fp8(module, dtype, storage)
+    log.info("FP8 weight: the checkpoint stores the %s's weights in %s; they stay so", type(module).__name__,
+             str(storage).removeprefix("torch."))
+    return module
+
+
+def fp8_label(model) -> str | None:
+    """The infotext's "FP8 weight": the setting that stored the weights in fp8, or "Enable" for a checkpoint
+    stored in fp8 (as if the setting were on: the weights are the same); None when they are not fp8."""
+    if not uses_fp8(model.unet):
+        return None
+    options = model.memory_options
+    return options.fp8 if options is not None and options.fp8_for(model.family.name) else "Enable"
 
 
 def configure(model, options: MemoryOptions, compute: torch.device | None = None,

@@ -77,9 +77,15 @@ def apply_attention_flags(flags: argparse.Namespace) -> None:
 
 
 def prepare(model, options: RuntimeOptions, compute: torch.device | str | None = None):
-    """Apply the memory mode, fp8 storage and --compile to a loaded model (once; later calls do nothing)."""
-    if model.memory_options is not None:
+    """Apply the memory mode, fp8 storage and --compile to a loaded model; again when `options` changed since
+    (a setting changed: FP8 weight or compile_unet), so that the next job runs as the settings say. Turning
+    FP8 weight off needs the file's weights again: see `needs_reload`."""
+    if model.runtime_options == options:
         return model
+    fast_path.disable(model)  # what other options did before, undone (fp8 weights stay fp8)
+    if model.placement is not None:
+        compute = compute or model.placement.compute
+        model.placement.remove(restore=False)  # the new placement puts each part where it belongs
     compute = torch.device(compute or model.device)
     memory.configure(model, options.memory, compute)
     if compute.type == "cpu" and options.memory.mode != "normal":
@@ -87,9 +93,14 @@ def prepare(model, options: RuntimeOptions, compute: torch.device | str | None =
     if options.compile:
         if options.memory.mode_for(model.family.name) == "lowvram":  # the setting with --lowvram
             log.warning("--compile is off: --lowvram moves blocks in and out of the GPU inside every step")
-        elif memory.uses_fp8(model.unet):
-            log.warning("--compile is off for %s: its weights are stored in fp8 and upcast layer by layer, "
-                        "which a compiled graph cannot capture; turn FP8 weight off to compile", model.name)
-        else:
+        else:  # fp8 weights too: their per-layer upcast (memory.FP8Linear) is traced into the graph
             fast_path.enable(model)
+    model.runtime_options = options
     return model
+
+
+def needs_reload(model, options: RuntimeOptions) -> bool:
+    """Whether `model` must be loaded again for `options`: FP8 weight was on for it and is off now (the
+    full-precision weights are only in the file)."""
+    applied, family = model.runtime_options, model.family.name
+    return applied is not None and applied.memory.fp8_for(family) and not options.memory.fp8_for(family)

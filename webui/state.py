@@ -66,7 +66,7 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "extra_networks_default_multiplier": 1.0,  # its weight there
     # Ours: an API client that disconnects has its job cancelled (nobody gets its images; others wait behind it).
     "api_cancel_on_disconnect": True,
-    # Ours: torch.compile the UNet/transformer of each checkpoint loaded from now on (as --compile; webui/fast_path.py)
+    # Ours: torch.compile the UNet/transformer (as --compile; webui/fast_path.py), from the next job on
     "compile_unet": False,
 }
 # Every setting name a client may send: A1111 v1.10's (most stored only: a1111_options.py) and ours, ours winning.
@@ -430,11 +430,13 @@ class ModelManager:
     def current(self) -> SDModel:
         """The loaded model, loading the chosen (or else the first loadable) checkpoint if none is."""
         with self._load_lock:
-            if self.slot.model is not None:
-                return self.slot.model
-            chosen = self._chosen()
-            model = self._load(chosen) if chosen else self._load_default()
-        self._announce(None, model)
+            before = self.slot.model
+            if before is not None:
+                model = self._up_to_date(before)
+            else:
+                chosen = self._chosen()
+                model = self._load(chosen) if chosen else self._load_default()
+        self._announce(before, model)
         return model
 
     def switch(self, name: str) -> SDModel:
@@ -484,10 +486,21 @@ class ModelManager:
         if hashed is not info:  # the list shows the hash from now on, as A1111's titles do
             with self._list_lock:
                 self._checkpoints = [hashed if known == info else known for known in self._checkpoints]
-        return runtime.prepare(self.slot.switch(hashed), self.runtime_options(), self.compute_device)
+        return self._up_to_date(self.slot.switch(hashed))
+
+    def _up_to_date(self, model: SDModel) -> SDModel:
+        """`model` as the flags and settings ask now: FP8 weight and compile_unet changed since it loaded
+        (Settings, POST /options) apply to the next job, as A1111 reloads the model when they change."""
+        options = self.runtime_options()
+        if runtime.needs_reload(model, options):
+            log.info("FP8 weight is off now: loading %s again for its full-precision weights", model.name)
+            source = next((info for info in self.checkpoints() if info.path == model.path), model.path)
+            self.slot.unload()
+            model = self.slot.switch(source)
+        return runtime.prepare(model, options, self.compute_device)
 
     def runtime_options(self) -> runtime.RuntimeOptions:
-        """--compile (or its setting), the memory mode and FP8 weight storage (the settings: read at each load)."""
+        """--compile (or its setting), the memory mode and FP8 weight storage (the settings: read at each job)."""
         return runtime.RuntimeOptions.from_flags(self.flags, self.options["fp8_storage"], self.options["compile_unet"])
 
 

@@ -37,7 +37,8 @@ class ChromaFamily(FluxFamily):
         config = flux_layout.chroma_config_from_weights(core)
         transformer = companions.empty(lambda: ChromaTransformer2DModel(**config))
         shapes = {key: value.shape for key, value in transformer.state_dict().items()}
-        transformer = companions.filled(transformer, flux_layout.to_diffusers(core, shapes), dtype, "transformer")
+        transformer = companions.filled(transformer, flux_layout.to_diffusers(core, shapes), dtype, "transformer",
+                                        keep_fp8=True)
         width = config["joint_attention_dim"]
         t5 = companions.part(state, "text_encoders.t5xxl.transformer.", models_root, companions.TEXT_ENCODER_DIRS,
                              lambda path, keys: companions.is_t5(keys) and companions.t5_width(path) == width,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from ..memory import cast_loaded
 from .base import UnsupportedCheckpoint
 
 TEXT_ENCODER_DIRS = ("text_encoder", "clip", "text_encoders")  # A1111/Forge's name, then ComfyUI's
@@ -59,8 +60,10 @@ def empty(factory):
         return factory()
 
 
-def filled(module: torch.nn.Module, weights: dict, dtype: torch.dtype, what: str) -> torch.nn.Module:
-    """`module` (from `empty`) holding `weights`, cast to `dtype`: fp8-stored files are upcast here."""
+def filled(module: torch.nn.Module, weights: dict, dtype: torch.dtype, what: str,
+           keep_fp8: bool = False) -> torch.nn.Module:
+    """`module` (from `empty`) holding `weights`, cast to `dtype`: fp8-stored files are upcast here, but for
+    a transformer (`keep_fp8`), whose fp8 weights stay so (memory.cast_loaded)."""
     expected = module.state_dict()
     missing = [key for key in expected if key not in weights]
     if missing:
@@ -70,7 +73,7 @@ def filled(module: torch.nn.Module, weights: dict, dtype: torch.dtype, what: str
         module.load_state_dict({k: weights[k].contiguous() for k in expected}, strict=True, assign=True)
     except RuntimeError as error:
         raise UnsupportedCheckpoint(f"{what}: the weights do not fit ({str(error).splitlines()[0]})") from None
-    return torch.nn.Module.to(module, dtype=dtype)
+    return cast_loaded(module, weights, dtype, keep_fp8)
 
 
 def shape_in(path: Path, key: str) -> tuple[int, ...] | None:

@@ -55,7 +55,7 @@ class FluxFamily(FlowFamily):
         transformer = companions.empty(lambda: FluxTransformer2DModel(**config))
         shapes = {key: value.shape for key, value in transformer.state_dict().items()}
         transformer = companions.filled(transformer, flux_layout.to_diffusers(transformer_state, shapes), dtype,
-                                        "transformer")
+                                        "transformer", keep_fp8=True)
         clip = companions.part(state, "text_encoders.clip_l.transformer.", models_root, companions.TEXT_ENCODER_DIRS,
                                lambda path, keys: companions.is_clip(keys)
                                and companions.clip_width(path) == config["pooled_projection_dim"],

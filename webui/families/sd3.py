@@ -33,7 +33,8 @@ class SD3Family(FlowFamily):
         config = sd3_layout.config_from_weights(core)
         transformer = companions.empty(lambda: SD3Transformer2DModel(**config))
         shapes = {key: value.shape for key, value in transformer.state_dict().items()}
-        transformer = companions.filled(transformer, sd3_layout.to_diffusers(core, shapes), dtype, "transformer")
+        transformer = companions.filled(transformer, sd3_layout.to_diffusers(core, shapes), dtype, "transformer",
+                                        keep_fp8=True)
         pooled = config["pooled_projection_dim"]  # CLIP-L's and CLIP-G's projections side by side
 
         def clip(which: str, wanted):

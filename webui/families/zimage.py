@@ -39,7 +39,7 @@ class ZImageFamily(FlowFamily):
         weights = zimage_layout.to_diffusers({k: v for k, v in state.items() if not k.startswith(parts_prefixes)})
         config = zimage_layout.config_from_weights(weights)
         transformer = companions.filled(companions.empty(lambda: ZImageTransformer2DModel(**config)), weights, dtype,
-                                        "transformer")
+                                        "transformer", keep_fp8=True)
         width = config["cap_feat_dim"]
         qwen = companions.part(state, "text_encoders.qwen3_4b.transformer.", models_root, companions.TEXT_ENCODER_DIRS,
                                lambda path, keys: companions.is_qwen3(keys) and companions.qwen3_width(path) == width,

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..memory import uses_fp8
+from ..memory import fp8_label
 from ..models.model import SDModel
 from ..networks import LoraLibrary
 from .batches import JobKind, Processed, run_batches
@@ -197,7 +197,7 @@ def infotext_params(model: SDModel, p: Txt2ImgParams, choice: SamplerChoice, see
         "Size": f"{p.width}x{p.height}",
         "Model hash": model.short_hash,
         "Model": model.name,
-        "FP8 weight": model.memory_options.fp8 if model.memory_options is not None and uses_fp8(model.unet) else None,
+        "FP8 weight": fp8_label(model),  # the setting, or a checkpoint stored in fp8
         # A separate VAE file (models/vae.py): its short hash and file name, as A1111 writes them.
         "VAE hash": model.vae_sha256[:10] if model.vae_file is not None and model.vae_sha256 else None,
         "VAE": model.vae_file.name if model.vae_file is not None else None,

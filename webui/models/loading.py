@@ -36,6 +36,7 @@ from webui.families.sd_detection import (
 from webui.models.discovery import CheckpointInfo, FILE_KINDS, checkpoint_kind, with_hash
 from webui.families import ModelFamily, family_for_folder, family_for_weights, scaled_linear_alphas_cumprod
 from webui.families.companions import models_root_of
+from webui.memory import cast_loaded
 from webui.models.model import SDModel
 
 log = logging.getLogger(__name__)
@@ -148,8 +149,10 @@ def checkpoint_problem(info: CheckpointInfo) -> str | None:
 
 # ---- building the parts ------------------------------------------------------------------------------------
 
-def _filled(model: torch.nn.Module, weights: dict, part: str, dtype: torch.dtype) -> torch.nn.Module:
-    """`model`, built without storage, holding the checkpoint's tensors (no copy) cast to `dtype`."""
+def _filled(model: torch.nn.Module, weights: dict, part: str, dtype: torch.dtype,
+            keep_fp8: bool = False) -> torch.nn.Module:
+    """`model`, built without storage, holding the checkpoint's tensors (no copy) cast to `dtype`; with
+    `keep_fp8`, weights the file stores in fp8 stay so (memory.cast_loaded)."""
     expected = model.state_dict()
     missing = [key for key in expected if key not in weights]
     if missing:
@@ -157,8 +160,7 @@ def _filled(model: torch.nn.Module, weights: dict, part: str, dtype: torch.dtype
         raise CheckpointError(f"{part} weights missing: {', '.join(missing[:3])}{more}")
     # Keys the model does not have (EMA copies, position ids, SD2's unused projection) are left behind.
     model.load_state_dict({key: weights[key].contiguous() for key in expected}, strict=True, assign=True)
-    # nn.Module.to, not diffusers' override: that one only adds quantization checks and a spurious warning.
-    return torch.nn.Module.to(model, dtype=dtype)
+    return cast_loaded(model, weights, dtype, keep_fp8)
 
 
 def _unet_and_vae(state_dict: dict, config_dir: Path, dtype: torch.dtype, vae_dtype: torch.dtype) -> list:
@@ -172,7 +174,8 @@ def _unet_and_vae(state_dict: dict, config_dir: Path, dtype: torch.dtype, vae_dt
         config = cls.load_config(config_dir, subfolder=subfolder, local_files_only=True)
         with init_empty_weights():  # no random init of weights that are about to be replaced
             model = cls.from_config(config)
-        parts.append(_filled(model, convert(state_dict, config=config), subfolder.upper(), part_dtype))
+        parts.append(_filled(model, convert(state_dict, config=config), subfolder.upper(), part_dtype,
+                             keep_fp8=subfolder == "unet"))
     return parts
 
 

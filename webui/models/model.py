@@ -39,6 +39,7 @@ class SDModel:
     placement: Any = None
     memory_options: Any = None
     fast_path: Any = None  # webui/fast_path.py CompiledNetwork while --compile is on
+    runtime_options: Any = None  # the webui/runtime.py RuntimeOptions applied (memory mode, FP8, compile)
 
     @property
     def is_demo(self) -> bool:
