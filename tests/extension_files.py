@@ -172,6 +172,13 @@ onUiLoaded(() => {
     document.body.dataset.gr3Renew = renew ? "found" : "missing";
     if (renew) renew.click();
 });
+// aspect-ratio-helper's habit: watch the page until `opts` is filled, then look up every img2img editor.
+new MutationObserver((_, observer) => {
+    if (window.opts?.samples_format === undefined) return;
+    observer.disconnect();
+    document.body.dataset.gr3OptsEditors = ["img2img_image", "img2img_sketch", "img2maskimg", "inpaint_sketch",
+                                            "img_inpaint_base"].filter((id) => document.getElementById(id)).length;
+}).observe(document, {childList: true, subtree: true});
 // sd-dynamic-prompts' habit: on a page update, see which top-level tab shows (A1111's markup) and, the first
 // time it is ours, click a button inside a closed accordion.
 let gr3Refreshed = false;

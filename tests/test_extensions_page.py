@@ -169,6 +169,7 @@ def test_gradio3_hidden_blocks_and_tabs_are_in_the_page(tmp_path):
         expect(body).to_have_attribute("data-gr3-renew", "found")
         expect(body).to_have_attribute("data-gr3-tab-buttons", "2")
         expect(body).to_have_attribute("data-gr3-editors", "img2maskimg,inpaint_sketch,img_inpaint_base")
+        expect(body).to_have_attribute("data-gr3-opts-editors", "5")  # filled opts: the whole page is there
         page.wait_for_timeout(1000)  # a quiet page: showing the tab below is then the only change
         page.get_by_role("tab", name="Gradio 3 habits").click()
         tabs = page.locator("#gr3_tabs")

@@ -143,10 +143,17 @@
         target.dispatchEvent(event);
     };
 
-    // Settings as `opts.<key>`, filled by the page's hidden settings_json component.
+    // Settings as `opts.<key>`, filled by the page's hidden settings_json component. A1111 fills them once
+    // its page is whole, and extensions take filled opts as the sign that it is (aspect-ratio-helper then
+    // looks up every img2img editor): until every tab is built (prepare below), the values wait.
     window.opts = window.opts || {};
+    let waitingOptions = null;
     window.webuiSetOptions = function (values) {
         if (!values || typeof values !== "object") return;
+        if (!loaded) {
+            waitingOptions = values;
+            return;
+        }
         for (const key of Object.keys(window.opts)) delete window.opts[key];
         Object.assign(window.opts, values);
         if (!optionsReady) {
@@ -205,6 +212,8 @@
         }
         preparing = false;
         loaded = true;
+        if (waitingOptions) window.webuiSetOptions(waitingOptions);
+        waitingOptions = null;
         call(registered.uiLoaded);
         checkTab();
     }
