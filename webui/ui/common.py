@@ -173,7 +173,7 @@ def size_batch_cfg_controls(controls: Controls, tab: str) -> None:
             controls.fields["n_iter"] = gr.Slider(1, 100, value=1, step=1, label="Batch count", elem_id=f"{tab}_batch_count")
             controls.fields["batch_size"] = gr.Slider(1, 8, value=1, step=1, label="Batch size", elem_id=f"{tab}_batch_size")
     size = [controls["width"], controls["height"]]
-    swap.click(lambda width, height: (height, width), size, size, show_progress="hidden")
+    swap.click(None, size, size, js="(width, height) => [height, width]", show_progress="hidden")  # in the page, as A1111
     controls.fields["cfg_scale"] = gr.Slider(1, 30, value=controls.defaults.get("cfg_scale", 7.0), step=0.5, label="CFG Scale", elem_id=f"{tab}_cfg_scale")
     # Forge's name; only families with distilled guidance (Flux dev) read it.
     controls.fields["distilled_cfg_scale"] = gr.Slider(0, 30, value=controls.defaults.get("distilled_cfg_scale", 3.5),
