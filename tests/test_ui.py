@@ -56,7 +56,7 @@ def test_txt2img_inpaint_and_png_info(server, page):
     set_slider(page, "txt2img_height", 64)
     page.locator("#txt2img_generate").click()
 
-    infotext = page.locator("#txt2img_infotext")
+    infotext = page.locator("#html_info_txt2img")
     finished(page, "txt2img")
     expect(infotext).to_contain_text("Steps: 2")
     expect(infotext).to_contain_text("a tiny red fox")
@@ -75,7 +75,7 @@ def test_txt2img_inpaint_and_png_info(server, page):
     paint_mask(page, editor)
 
     page.locator("#img2img_generate").click()
-    result = page.locator("#img2img_infotext")
+    result = page.locator("#html_info_img2img")
     finished(page, "img2img")
     expect(result).to_contain_text("Mask blur: 4")
     expect(result).to_contain_text("Denoising strength: 0.75")
@@ -137,7 +137,7 @@ def test_styles_save_pick_and_apply(server, page):
     set_slider(page, "txt2img_height", 64)
     page.locator("#txt2img_generate").click()
     finished(page, "txt2img")
-    infotext = page.locator("#txt2img_infotext")
+    infotext = page.locator("#html_info_txt2img")
     expect(infotext).to_contain_text("a cat, film grain")
     expect(infotext).to_contain_text("Negative prompt: ugly")
 

@@ -61,4 +61,4 @@ def test_the_tiling_checkbox_reaches_the_job(page):
     page.locator("#txt2img_tiling input[type=checkbox]").check()
     page.locator("#txt2img_generate").click()
     finished(page, "txt2img")
-    expect(page.locator("#txt2img_infotext")).to_contain_text("Tiling: True")
+    expect(page.locator("#html_info_txt2img")).to_contain_text("Tiling: True")

@@ -201,7 +201,7 @@ def test_gallery_shows_the_whole_image_in_txt2img_and_img2img(server, page):
     small_job(page, "txt2img")
     page.locator("#txt2img_generate").click()
     finished(page, "txt2img")
-    expect(page.locator("#txt2img_infotext")).to_contain_text("a red square")  # not the interrupted job's
+    expect(page.locator("#html_info_txt2img")).to_contain_text("a red square")  # not the interrupted job's
     expect_idle(page, "txt2img")
     expect_whole_image_shown(page, "txt2img")
     # Closed, the preview gives way to the grid, whose cells must not crop either.

@@ -106,6 +106,6 @@ def test_interrupt_shows_the_image_as_far_as_it_got(server, page):
     page.locator("#txt2img_interrupt").click()
     expect(page.locator("#txt2img_progress")).to_contain_text("Interrupted")
     expect(page.locator("#txt2img_gallery img").first).to_be_visible()
-    expect(page.locator("#txt2img_infotext")).to_contain_text("a slow square")
+    expect(page.locator("#html_info_txt2img")).to_contain_text("a slow square")
     (saved,) = set((data / "outputs" / "txt2img-images").rglob("*.png")) - saved_before
     assert Image.open(saved).size == (256, 256)

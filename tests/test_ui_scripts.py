@@ -177,10 +177,10 @@ def test_scripts_tabs_and_settings_in_the_page(server):
         set_slider(tab, "#txt2img_width", 64)
         set_slider(tab, "#txt2img_height", 64)
         tab.locator("#txt2img_generate").click()
-        tab.locator("#txt2img_infotext .infotext, #txt2img_progress .error").first.wait_for()
+        tab.locator("#html_info_txt2img .infotext, #txt2img_progress .error").first.wait_for()
         assert tab.locator("#txt2img_progress .error").count() == 0, tab.locator("#txt2img_progress").inner_text()
-        expect(tab.locator("#txt2img_infotext")).to_contain_text("a fox LOUD, grainy")
-        expect(tab.locator("#txt2img_infotext")).to_contain_text("Suffix: grainy")
+        expect(tab.locator("#html_info_txt2img")).to_contain_text("a fox LOUD, grainy")
+        expect(tab.locator("#html_info_txt2img")).to_contain_text("Suffix: grainy")
 
         # Sending the image to img2img pastes its infotext there, into the script's infotext_fields
         # too, after the on_infotext_pasted callback had its say.

@@ -84,7 +84,7 @@ def white_fraction(element) -> float:
 
 def finished(page, tab: str) -> None:
     """Wait for the job's infotext or error; fail with the error's text."""
-    done = page.locator(f"#{tab}_infotext .infotext, #{tab}_progress .error")
+    done = page.locator(f"#html_info_{tab} .infotext, #{tab}_progress .error")
     done.first.wait_for(timeout=TIMEOUT_MS)
     error = page.locator(f"#{tab}_progress .error")
     assert error.count() == 0, error.inner_text()

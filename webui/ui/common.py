@@ -252,7 +252,7 @@ def output_panel(tab: str, last_seeds: gr.State) -> OutputPanel:
     with gr.Row():
         send_img2img = gr.Button("Send to img2img", elem_id=f"{tab}_send_to_img2img")
         send_inpaint = gr.Button("Send to inpaint", elem_id=f"{tab}_send_to_inpaint")
-    infotext = gr.HTML("", elem_id=f"{tab}_infotext")
+    infotext = gr.HTML("", elem_id=f"html_info_{tab}")  # A1111's id
     panel = OutputPanel(progress, preview, gallery, infotext, gr.State({}), last_seeds, gr.State(0),
                         send_img2img, send_inpaint)
 
