@@ -129,7 +129,7 @@
     };
 
     // A1111 uses it as a submit preprocessor: the arguments minus the last two, the first
-    // replaced by the selected img2img mode (img2img, Sketch, Inpaint, Inpaint upload here).
+    // replaced by the selected img2img mode (img2img, Sketch, Inpaint, Inpaint sketch, Inpaint upload).
     window.get_img2img_tab_index = function (...args) {
         const result = args.slice(0, Math.max(args.length - 2, 0));
         result[0] = get_tab_index("mode_img2img");
