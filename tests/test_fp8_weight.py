@@ -13,23 +13,13 @@ from safetensors.torch import load_file, save_file
 from torch._dynamo.utils import counters
 
 from checkpoint_files import write_config_dir, write_diffusers_folder, write_safetensors
+from quick_jobs import params, pixels
 from tiny_models import make_tiny_model
 from webui import fast_path, memory, runtime
 from webui.flags import parse_flags
 from webui.generation.infotext import parse_infotext
-from webui.generation.params import Txt2ImgParams
 from webui.generation.processing import txt2img
 from webui.models.loading import load_checkpoint
-
-
-def params(**given) -> Txt2ImgParams:
-    values = dict(prompt="a red cat", negative_prompt="blurry", steps=4, width=64, height=64, seed=7,
-                  save_images=False, sampler_name="Euler")
-    return Txt2ImgParams(**{**values, **given})
-
-
-def pixels(model, **given) -> np.ndarray:
-    return np.asarray(txt2img(model, params(**given)).images[0]).astype(int)
 
 
 def in_fp8(path, prefix: str, storage: torch.dtype):

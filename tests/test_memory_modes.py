@@ -8,28 +8,17 @@ placement's own (they run in registration order, so they see where the units are
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import pytest
 import torch
 
+from quick_jobs import params, pixels
 from tiny_models import make_tiny_model
 from webui import memory, runtime
 from webui.flags import parse_flags
 from webui.generation.infotext import parse_infotext
-from webui.generation.params import GenerationSettings, Txt2ImgParams
+from webui.generation.params import GenerationSettings
 from webui.generation.processing import txt2img
-
-
-def params(**given) -> Txt2ImgParams:
-    values = dict(prompt="a red cat", negative_prompt="blurry", steps=4, width=64, height=64, seed=7,
-                  save_images=False, sampler_name="Euler")
-    return Txt2ImgParams(**{**values, **given})
-
-
-def pixels(model, **given) -> np.ndarray:
-    return np.asarray(txt2img(model, params(**given)).images[0]).astype(int)
 
 
 def watch(placement: memory.Placement, modules: dict) -> list[tuple[str, dict]]:
