@@ -39,6 +39,16 @@ def test_txt2img_prints_path_and_infotext_per_image(tmp_path):
         assert f"Seed: {seed}," in infotext and "Model: tiny" in infotext
 
 
+def test_without_outdir_images_go_to_the_data_dirs_settings_folder(tmp_path):
+    folder = write_diffusers_folder(make_tiny_model("sd1"), tmp_path / "models" / "Stable-diffusion" / "tiny")
+    (tmp_path / "config.json").write_text('{"outdir_txt2img_samples": "mine"}')  # as the WebUI saved it
+    result = run_cli("--ckpt", str(folder), "--prompt", "x", "--steps", "1", "--width", "64", "--height", "64",
+                     "--data-dir", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    path = Path(result.stdout.split("\t")[0])
+    assert path.is_file() and path.parent.parent == tmp_path / "mine"  # then the <date> subfolder
+
+
 def test_txt2img_hires_fix_from_the_command_line(tmp_path):
     folder = write_diffusers_folder(make_tiny_model("sd1"), tmp_path / "tiny")
     result = run_cli("--ckpt", str(folder), "--prompt", "a square", "--steps", "2", "--width", "64", "--height", "64",

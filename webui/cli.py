@@ -56,7 +56,9 @@ def _common_flags() -> argparse.ArgumentParser:
     gen.add_argument("--eta", type=float, default=None)
     gen.add_argument("--denoising-strength", type=float, default=Txt2ImgParams.denoising_strength,
                      help="img2img: how much to change; txt2img: the hires pass's")
-    gen.add_argument("--outdir", type=Path, default=None, help="default: outputs/<mode>-images/<date>")
+    gen.add_argument("--outdir", type=Path, default=None,
+                     help="default: the data dir's settings' folder for the mode (config.json outdir_<mode>_samples, "
+                          "as the WebUI saves; else outputs/<mode>-images), then <date>")
 
     settings = common.add_argument_group("settings")
     settings.add_argument("--clip-skip", type=int, default=1)
@@ -176,14 +178,18 @@ def _params(cls, args: argparse.Namespace, model, **given):
                **given)
 
 
-def _generate(function, model, params, data_dir: str, lora_dir: str | None = None, embeddings=None) -> int:
+def _generate(function, kind: str, model, params, data_dir: str, lora_dir: str | None = None, embeddings=None) -> int:
     from .generation.decoding import NansError
     from .networks import LoraLibrary
+    from .state import Options, output_folder
 
     data = Path(data_dir)
     networks = LoraLibrary(Path(lora_dir) if lora_dir else data / "models" / "Lora", data / "cache.json")
+    # The folder the WebUI on this data dir saves in: its config.json's output folder settings.
+    samples_dir = output_folder(Options(data / "config.json"), data, kind)
     try:
-        result = function(model, params, outputs_root=data / "outputs", networks=networks, embeddings=embeddings)
+        result = function(model, params, outputs_root=data / "outputs", networks=networks, embeddings=embeddings,
+                          samples_dir=samples_dir)
     except ParamsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -207,7 +213,7 @@ def run_txt2img(args: argparse.Namespace) -> int:
 
     sizes = {"width": model.default_size, "height": model.default_size} | own_defaults(model.metadata)
     params = _params(Txt2ImgParams, args, model, width=args.width or sizes["width"], height=args.height or sizes["height"])
-    return _generate(txt2img, model, params, args.data_dir, args.lora_dir, _embeddings(args, model))
+    return _generate(txt2img, "txt2img", model, params, args.data_dir, args.lora_dir, _embeddings(args, model))
 
 
 def run_img2img(args: argparse.Namespace) -> int:
@@ -226,7 +232,7 @@ def run_img2img(args: argparse.Namespace) -> int:
     width = args.width or max(init_images[0].width // 8 * 8, 64)
     height = args.height or max(init_images[0].height // 8 * 8, 64)
     params = _params(Img2ImgParams, args, model, init_images=init_images, mask=mask, width=width, height=height)
-    return _generate(img2img, model, params, args.data_dir, args.lora_dir, _embeddings(args, model))
+    return _generate(img2img, "img2img", model, params, args.data_dir, args.lora_dir, _embeddings(args, model))
 
 
 def main(argv: list[str] | None = None) -> int:

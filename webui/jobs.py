@@ -104,13 +104,14 @@ class JobQueue:
 
     @property
     def outputs_root(self) -> Path:
+        """The data dir's outputs folder; images go where the settings say (state.output_folder)."""
         return self.state.flags.data_dir / "outputs"
 
     def _check_outputs(self) -> None:
         """Say in the log at start, not after the first job's compute, when images cannot be saved;
         each job checks its folder again before sampling (generation/images.check_output_folder)."""
         for kind in KINDS:
-            folder = self.outputs_root / f"{kind}-images"
+            folder = self.state.output_folder(kind)
             if (problem := output_folder_problem(folder, shown_from=self.state.flags.data_dir)) is not None:
                 log.warning("images cannot be saved in %s: %s; jobs that save images will fail until "
                             "this is fixed", folder, problem)
@@ -281,6 +282,8 @@ class JobQueue:
 
         job._batches, job._passes = p.n_iter, 2 if getattr(p, "enable_hr", False) else 1
         root = self.outputs_root
+        # The folders the settings name as the job starts (never a request's override_settings: checked_settings).
+        samples_dir, grids_dir = self.state.output_folder(job.kind), self.state.output_folder(job.kind, grids=True)
         # LoRA: the library of --lora-dir (else models/Lora), shared so parsed files stay cached.
         networks = library_for_flags(self.state.flags)
 
@@ -288,14 +291,16 @@ class JobQueue:
             embeddings = database_for(self.state).for_model(model) if isinstance(model, SDModel) else None
             ti = {"embeddings": embeddings} if embeddings is not None and embeddings.loaded else {}
             engine = txt2img if job.kind == "txt2img" else img2img
-            return engine(model, params, job.control, root, networks=networks, hooks=hooks, result=result, **ti)
+            return engine(model, params, job.control, root, networks=networks, hooks=hooks, result=result,
+                          samples_dir=samples_dir, **ti)
 
         if not needs_scripts(self.state, job.kind, job.script_args, p, job.overrides):  # the engine, directly: no `p` needed
             job.control.on_batch = job._start_batch
             generate(model, p, None, result)
             return
         run_job(self.state, job.kind, p, job.script_args, job.control, is_api=job.is_api, generate=generate,
-                model=model, outputs_root=root, overrides=job.overrides, result=result, on_batch=job._start_batch)
+                model=model, samples_dir=samples_dir, grids_dir=grids_dir, overrides=job.overrides, result=result,
+                on_batch=job._start_batch)
 
     def _use_vae(self, job: Job, model) -> None:
         """The job's VAE (`sd_vae` override, else the setting) swapped into the model; see models/vae.py."""

@@ -58,8 +58,14 @@ OPTION_DEFAULTS: dict[str, Any] = {
     "samples_save": True,
     "samples_format": "png",
     "samples_filename_pattern": "",
+    # A1111's output folders (output_folder below): relative ones are inside --data-dir, A1111's root.
+    "outdir_samples": "",  # when set, every kind's images go here
     "outdir_txt2img_samples": "outputs/txt2img-images",
     "outdir_img2img_samples": "outputs/img2img-images",
+    "outdir_extras_samples": "outputs/extras-images",
+    "outdir_grids": "",  # when set, every kind's grids go here
+    "outdir_txt2img_grids": "outputs/txt2img-grids",
+    "outdir_img2img_grids": "outputs/img2img-grids",
     "disabled_extensions": [],  # extension folder names (Extensions tab)
     "disable_all_extensions": "none",  # "none", "extra" (only built-in ones run) or "all"
     "sd_hypernetwork": "None",  # a hypernetwork added to every prompt (networks/hypernet_network.py)
@@ -71,8 +77,26 @@ OPTION_DEFAULTS: dict[str, Any] = {
 }
 # Every setting name a client may send: A1111 v1.10's (most stored only: a1111_options.py) and ours, ours winning.
 KNOWN_DEFAULTS: dict[str, Any] = {**A1111_OPTIONS, **OPTION_DEFAULTS}
-# Options that name folders: frozen by --hide-ui-dir-config.
-DIRECTORY_OPTIONS = ("outdir_txt2img_samples", "outdir_img2img_samples")
+# Options that name the folders images are saved in: frozen by --hide-ui-dir-config, and never one request's
+# (override_settings): on a shared server only who may change the settings decides where files are written.
+DIRECTORY_OPTIONS = ("outdir_samples", "outdir_txt2img_samples", "outdir_img2img_samples", "outdir_extras_samples",
+                     "outdir_grids", "outdir_txt2img_grids", "outdir_img2img_grids")
+
+
+def output_folder(options, data_dir: Path, kind: str, grids: bool = False) -> Path:
+    """The folder where images of `kind` ("txt2img", "img2img", "extras") are saved, or its grids with `grids`
+    (jobs add the <date> subfolder): as A1111 picks it, `outdir_samples` / `outdir_grids` when set (one folder
+    for every kind), else the kind's own setting, else that setting's default. A relative folder is inside
+    `data_dir` (A1111's root); an absolute one is used as it is."""
+    shared, own = ("outdir_grids", f"outdir_{kind}_grids") if grids else ("outdir_samples", f"outdir_{kind}_samples")
+    return Path(data_dir) / (options[shared] or options[own] or OPTION_DEFAULTS[own])
+
+
+def output_folders(options, data_dir: Path) -> list[Path]:
+    """Every folder `output_folder` gives now (each once): what the file= route serves besides outputs/."""
+    folders = [output_folder(options, data_dir, kind) for kind in ("txt2img", "img2img", "extras")]
+    folders += [output_folder(options, data_dir, kind, grids=True) for kind in ("txt2img", "img2img")]
+    return list(dict.fromkeys(folders))
 
 
 def _between(low: float, high: float | None = None):
@@ -98,6 +122,10 @@ def _file_name_pattern(value: str) -> str | None:
     return None if len(value) <= 256 else "must be at most 256 characters"
 
 
+def _folder(value: str) -> str | None:
+    return "must be a folder path without NUL" if "\0" in value else None
+
+
 def _text_list(value: list) -> str | None:
     return None if all(isinstance(item, str) for item in value) else "must be a list of names"
 
@@ -118,6 +146,7 @@ OPTION_RULES: dict[str, Any] = {
     "samples_format": _one_of("png", "jpg", "jpeg", "webp"),
     "samples_filename_pattern": _file_name_pattern,
     "disabled_extensions": _text_list,
+    **{key: _folder for key in DIRECTORY_OPTIONS},
     "disable_all_extensions": _one_of("none", "extra", "all"),
     "extra_networks_default_multiplier": _between(0, 2),
 }
@@ -160,8 +189,8 @@ def checked_settings(values: dict[str, Any] | None, where: str = "override_setti
 
     With `known` (every setting's default: `Options.defaults()`, extensions' included) a key that is no setting
     is refused, as A1111 refuses it. Without it (a script's `p.override_settings`, whose extension keys we cannot
-    see here) only A1111's and our keys are kept and others are left out. A bad value is an OptionsError naming
-    `where` and the key.
+    see here) only A1111's and our keys are kept and others are left out. A bad value, or an output folder
+    (DIRECTORY_OPTIONS: a job may not write elsewhere), is an OptionsError naming `where` and the key.
     """
     defaults = KNOWN_DEFAULTS if known is None else known
     kept, problems = {}, []
@@ -169,6 +198,10 @@ def checked_settings(values: dict[str, Any] | None, where: str = "override_setti
         if key not in defaults:
             if known is not None:
                 problems.append(f"{where}: unknown setting {key!r}")
+            continue
+        if key in DIRECTORY_OPTIONS:  # refused, not ignored: the client learns its images would not go there
+            problems.append(f"{where}: setting {key!r} names an output folder, which only the server's settings "
+                            f"change (Settings tab, POST /sdapi/v1/options), not one job")
             continue
         if (problem := option_problem(key, value, defaults[key])) is not None:
             problems.append(f"{where}: {problem}")
@@ -540,6 +573,10 @@ class SharedState:
         frozen = DIRECTORY_OPTIONS if flags.hide_ui_dir_config else ()
         options = Options(settings_file, frozen=flags.freeze_settings, frozen_keys=frozen)
         return cls(flags, options, ModelManager(flags, options))
+
+    def output_folder(self, kind: str, grids: bool = False) -> Path:
+        """Where images (grids) of `kind` are saved now: the settings' folder (state.output_folder)."""
+        return output_folder(self.options, self.flags.data_dir, kind, grids)
 
     def generation_settings(self, overrides: dict[str, Any] | None = None) -> GenerationSettings:
         """What one job generates with: the options, a request's overrides, and the command line's NaN check."""

@@ -1,10 +1,12 @@
 """A1111's `file=` route (Gradio 3's file URL), which extensions' page scripts fetch their own files through:
 `GET /file=extensions/<ext>/tags/x.csv`, `/file=/abs/path/outputs/...png`.
 
-Only what A1111 serves is served: files inside an active extension's folder, the outputs folder and the
-data dir's tmp folder (opts.temp_dir). A relative path is read from the data dir, where A1111's own root
-would be; every path is resolved (links followed, `..` applied) before it is checked, so no spelling of a
-path reaches outside those folders. With a login the route is behind it like our other routes (auth.py).
+Only what A1111 serves is served: files inside an active extension's folder, the outputs folder, the output
+folders the settings name now (outdir_*: they may lie outside the data dir, and only who may change the
+settings sets them) and the data dir's tmp folder (opts.temp_dir). A relative path is read from the data dir,
+where A1111's own root would be; every path is resolved (links followed, `..` applied) before it is checked,
+so no spelling of a path reaches outside those folders. With a login the route is behind it like our other
+routes (auth.py).
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from pathlib import Path
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse
 
+from ..state import output_folders
+
 
 def allowed_roots(state) -> list[Path]:
     data = Path(state.flags.data_dir)
-    roots = [data / "outputs", data / "tmp"]
+    roots = [data / "outputs", data / "tmp", *output_folders(state.options, data)]
     roots += [Path(ext.path) for ext in state.extensions if getattr(ext, "active", True)]
     return [root.resolve() for root in roots]
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..generation.denoiser import Interrupted, JobControl
+from ..generation.images import dated
 from ..generation.img2img import Img2ImgParams
 from ..generation.params import Txt2ImgParams
 from ..generation.processing import Processed as GenerationResult
@@ -37,7 +38,6 @@ class JobContext:
     model: Any
     control: JobControl
     generate: Callable  # (model, typed params of one batch, hooks) -> GenerationResult
-    outputs_root: Path
     overrides: dict  # the job's override_settings
     on_batch: Callable[[int, int], None] | None = None  # (batch, batches): progress
 
@@ -141,7 +141,7 @@ class StableDiffusionProcessing:
                                      else self.negative_prompt)
         values["extra_generation_params"] = {}  # read live from p by the hooks, per image
         if self.outpath_samples and values.get("outdir") is None:
-            values["outdir"] = Path(self.outpath_samples) / _today()
+            values["outdir"] = dated(Path(self.outpath_samples))
         return self.params_class(**values)
 
     def close(self) -> None:
@@ -170,12 +170,6 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
         super().setup_prompts()
         self.all_hr_prompts = list(self.all_prompts)  # img2img has no second pass
         self.all_hr_negative_prompts = list(self.all_negative_prompts)
-
-
-def _today() -> str:
-    import datetime
-
-    return datetime.date.today().strftime("%Y-%m-%d")
 
 
 class Processed:
@@ -367,21 +361,21 @@ def _model_for(context: JobContext, p):
 
 
 def run_job(state, tab: str, params, script_args: list | None, control: JobControl, *, is_api: bool,
-            generate: Callable, model=None, outputs_root: Path = Path("outputs"), overrides: dict | None = None,
+            generate: Callable, samples_dir: Path, grids_dir: Path, model=None, overrides: dict | None = None,
             result: GenerationResult | None = None, on_batch=None) -> GenerationResult:
     """One txt2img/img2img job: p from the typed params, the tab's scripts, then A1111's order:
     setup, the selected script's run() or process_images(p) (before_process, process, the
-    batches, postprocess). Images land in `result` batch by batch, as the job goes."""
+    batches, postprocess). Images land in `result` batch by batch, as the job goes. `samples_dir`, `grids_dir`:
+    the settings' folders (state.output_folder), p.outpath_samples and p.outpath_grids as in A1111."""
     result = result if result is not None else GenerationResult()
     runner = runner_for(state, tab)
     cls = StableDiffusionProcessingImg2Img if tab == "img2img" else StableDiffusionProcessingTxt2Img
     p = cls.from_params(params, sd_model=model, is_api=is_api, scripts=runner,
-                        outpath_samples=str(params.outdir or Path(outputs_root) / f"{tab}-images"),
-                        outpath_grids=str(Path(outputs_root) / f"{tab}-grids"))
+                        outpath_samples=str(params.outdir or samples_dir), outpath_grids=str(grids_dir))
     if params.outdir is not None:
         p.outpath_samples = None  # an explicit folder is used as it is
     p.script_args = full_script_args(runner, script_args)
-    context = JobContext(state, tab, model, control, generate, Path(outputs_root), dict(overrides or {}), on_batch)
+    context = JobContext(state, tab, model, control, generate, dict(overrides or {}), on_batch)
     p._context = context
     with _running(context):
         if runner is not None:

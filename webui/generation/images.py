@@ -285,11 +285,16 @@ def next_sequence_number(directory: Path, basename: str = "") -> int:
     return highest + 1
 
 
+def dated(folder: Path, date: datetime.date | None = None) -> Path:
+    """`folder/<YYYY-MM-DD>`: the day's subfolder a job saves its images in."""
+    return Path(folder) / (date or datetime.date.today()).strftime("%Y-%m-%d")
+
+
 def date_subfolder(root: Path, kind: str, date: datetime.date | None = None) -> Path:
     """`root/<kind>-images/<YYYY-MM-DD>`, A1111's default output folder ("txt2img", "img2img",
     "extras"); a kind that already ends in -images or -grids ("txt2img-grids") is kept."""
     folder = kind if kind.endswith(("-images", "-grids")) else f"{kind}-images"
-    return Path(root) / folder / (date or datetime.date.today()).strftime("%Y-%m-%d")
+    return dated(Path(root) / folder, date)
 
 
 class OutputFolderError(Exception):
@@ -302,14 +307,17 @@ def output_folder_problem(folder: Path, create: bool = False, shown_from: Path |
     With `create` the folder is made as saving would make it; without, nothing is created and the
     deepest part that exists is looked at (for the check at start). Either way a real file is
     created and removed there, which tells a read-only mount or missing permission apart from a
-    writable folder better than the permission bits (root passes those everywhere). Paths in the
-    message are relative to `shown_from` when inside it (the data folder: no server paths in replies).
+    writable folder better than the permission bits (root passes those everywhere). With `shown_from` (the data
+    folder) paths in the message are relative to it, and one outside it (an output folder the settings put
+    elsewhere) shows only its last part: no server paths in replies.
     """
     folder = Path(folder).absolute()
     shown_from = Path(shown_from).absolute() if shown_from is not None else None
 
     def shown(path: Path) -> str:
-        return str(path.relative_to(shown_from)) if shown_from is not None and path.is_relative_to(shown_from) else str(path)
+        if shown_from is None:
+            return str(path)
+        return str(path.relative_to(shown_from)) if path.is_relative_to(shown_from) else f".../{path.name}"
 
     existing = next((part for part in (folder, *folder.parents) if part.exists()), None)
     if existing is not None and not existing.is_dir():

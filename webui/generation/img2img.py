@@ -24,7 +24,7 @@ from .conditioning import EncodeOptions
 from .decoding import encode_pixels
 from .denoiser import JobControl
 from .hooks import NO_HOOKS, Batch, GenerationHooks
-from .images import check_output_folder, date_subfolder
+from .images import check_output_folder, dated
 from .params import ParamsError, Txt2ImgParams, number_problem
 from .processing import infotext_params
 from .rng import ImageRNG
@@ -159,8 +159,11 @@ def _to_tensor(images: list[Image.Image], device) -> torch.Tensor:
 
 def img2img(model: SDModel, p: Img2ImgParams, control: JobControl | None = None,
             outputs_root: Path = Path("outputs"), networks: LoraLibrary | None = None,
-            embeddings=None, hooks: GenerationHooks | None = None, result: Processed | None = None) -> Processed:
-    """`embeddings`: textual inversion (networks.embeddings.ModelEmbeddings for this model), or None.
+            embeddings=None, hooks: GenerationHooks | None = None, result: Processed | None = None,
+            samples_dir: Path | None = None) -> Processed:
+    """`samples_dir`: the folder the settings name for these images (state.output_folder), saved in its <date>
+    subfolder unless `p.outdir` is given; None: `outputs_root`/img2img-images.
+    `embeddings`: textual inversion (networks.embeddings.ModelEmbeddings for this model), or None.
     LoRA (webui/networks) and `hooks` (extension scripts): as in txt2img."""
     p.validate()
     hooks = hooks or NO_HOOKS
@@ -179,7 +182,7 @@ def img2img(model: SDModel, p: Img2ImgParams, control: JobControl | None = None,
     plan = plan_sampling(model, choice, max(total_steps, 1), p.width, p.height)
     # The last t_enc + 2 sigmas: t_enc + 1 steps from part-way down the schedule.
     sigmas = plan.sigmas[max(len(plan.sigmas) - (t_enc + 2), 0):]
-    outdir = p.outdir or date_subfolder(outputs_root, "img2img-images")
+    outdir = p.outdir or dated(samples_dir or Path(outputs_root) / "img2img-images")
     if p.save_images:  # before any compute: a folder that cannot take the images would lose them
         check_output_folder(outdir, shown_from=Path(outputs_root).parent)
 

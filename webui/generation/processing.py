@@ -21,7 +21,7 @@ from .conditioning import EncodeOptions, PromptEncoder
 from .decoding import decode_latents, encode_pixels
 from .denoiser import Interrupted, JobControl
 from .hooks import NO_HOOKS, Batch, GenerationHooks
-from .images import check_output_folder, date_subfolder
+from .images import check_output_folder, dated
 from .params import SAME_SAMPLER, SAME_SCHEDULER, ParamsError, Txt2ImgParams
 from .prompt_conditioning import encode_prompts
 from .rng import ImageRNG
@@ -37,8 +37,11 @@ VERSION = "sd-webui 0.1.0"
 
 def txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None = None,
             outputs_root: Path = Path("outputs"), networks: LoraLibrary | None = None,
-            embeddings=None, hooks: GenerationHooks | None = None, result: Processed | None = None) -> Processed:
-    """`embeddings`: textual inversion (networks.embeddings.ModelEmbeddings for this model), or None.
+            embeddings=None, hooks: GenerationHooks | None = None, result: Processed | None = None,
+            samples_dir: Path | None = None) -> Processed:
+    """`samples_dir`: the folder the settings name for these images (state.output_folder), saved in its <date>
+    subfolder unless `p.outdir` is given; None: `outputs_root`/txt2img-images.
+    `embeddings`: textual inversion (networks.embeddings.ModelEmbeddings for this model), or None.
     LoRA (webui/networks): the `<lora:...>` tags of a batch's first prompt are active from prompt
     encoding to the batch's last sampling step, as A1111 reads them; `networks` None: no LoRA folder.
     `hooks`: what extension scripts do at each step (generation/hooks.py). `result`: filled batch by batch
@@ -53,7 +56,7 @@ def txt2img(model: SDModel, p: Txt2ImgParams, control: JobControl | None = None,
     check_size(model, p.width, p.height)
     plan = plan_sampling(model, choice, p.steps, p.width, p.height)
     hires = _plan_hires(p, choice) if p.enable_hr else None
-    outdir = p.outdir or date_subfolder(outputs_root, "txt2img-images")
+    outdir = p.outdir or dated(samples_dir or Path(outputs_root) / "txt2img-images")
     if p.save_images:  # before any compute: a folder that cannot take the images would lose them
         check_output_folder(outdir, shown_from=Path(outputs_root).parent)
 

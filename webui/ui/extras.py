@@ -1,6 +1,7 @@
 """The Extras tab: upscale and restore faces of one image, a batch of uploaded images, or a folder's images.
 A thin layer over webui/postprocessing (the same pipeline as /sdapi/v1/extra-single-image); results are saved
-to outputs/extras-images (or the batch's output folder) with their PNG info, and shown."""
+to the settings' folder for extras (outputs/extras-images unless changed; or the batch's output folder) with
+their PNG info, and shown."""
 
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from ..postprocessing.networks import ModelFileError
 from ..state import SharedState
 
 log = logging.getLogger(__name__)
-OUTDIR = "outputs/extras-images"  # A1111's outdir_extras_samples
 MODES = ("Single Image", "Batch Process", "Batch from Directory")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -48,7 +48,7 @@ def run(state: SharedState, mode: str, image, files, input_dir: str, output_dir:
         upscaling_resize_h=int(height), upscaling_crop=crop, upscaler_1=upscaler_1, upscaler_2=upscaler_2,
         extras_upscaler_2_visibility=upscaler_2_visibility, gfpgan_visibility=gfpgan_visibility,
         codeformer_visibility=codeformer_visibility, codeformer_weight=codeformer_weight)
-    outdir = state.flags.data_dir / OUTDIR
+    outdir = state.output_folder("extras")
     if mode == MODES[2] and output_dir:
         outdir = Path(output_dir)
     shown, infos = [], []
@@ -86,7 +86,8 @@ def build(state: SharedState) -> None:
                     hidden = state.flags.hide_ui_dir_config
                     input_dir = gr.Textbox(label="Input directory", elem_id="extras_batch_input_dir", interactive=not hidden)
                     output_dir = gr.Textbox(label="Output directory", elem_id="extras_batch_output_dir",
-                                            interactive=not hidden, placeholder=f"empty: {OUTDIR}")
+                                            interactive=not hidden,
+                                            placeholder="empty: the settings' folder for extras")
                     show_results = gr.Checkbox(label="Show result images", value=True, elem_id="extras_show_extras_results")
             for tab, name in ((single_tab, MODES[0]), (batch_tab, MODES[1]), (folder_tab, MODES[2])):
                 tab.select(lambda n=name: n, None, mode)

@@ -47,8 +47,13 @@ FIELDS = {
     "samples_save": ("Always save all generated images", *CHECKBOX),
     "samples_format": ("File format for images", gr.Dropdown, {"choices": ["png", "jpg", "webp"]}),
     "samples_filename_pattern": ("Images filename pattern", *TEXT),
+    "outdir_samples": ("Output directory for images; if empty, defaults to three directories below", *TEXT),
     "outdir_txt2img_samples": ("Output directory for txt2img images", *TEXT),
     "outdir_img2img_samples": ("Output directory for img2img images", *TEXT),
+    "outdir_extras_samples": ("Output directory for images from extras tab", *TEXT),
+    "outdir_grids": ("Output directory for grids; if empty, defaults to two directories below", *TEXT),
+    "outdir_txt2img_grids": ("Output directory for txt2img grids", *TEXT),
+    "outdir_img2img_grids": ("Output directory for img2img grids", *TEXT),
     "api_cancel_on_disconnect": ("Cancel the job of an API client that disconnects", *CHECKBOX),
     # Its choices (the files of models/hypernetworks) are filled in when the page is built.
     "sd_hypernetwork": ("Add hypernetwork to prompt", gr.Dropdown, {"choices": ["None"]}),

@@ -16,7 +16,7 @@ import os
 import time
 
 from ..generation.batches import Processed
-from ..generation.images import check_output_folder, date_subfolder, save_image
+from ..generation.images import check_output_folder, dated, save_image
 from ..generation.params import Limits, ParamsError
 from ..state import OptionsError
 from . import Worker, WorkerLost, WorkerSetupError
@@ -144,9 +144,9 @@ class RayWorker(Worker):
             p.settings = state.generation_settings(job.overrides)
         p.limits = Limits.from_flags(state.flags)
         p.validate()
-        outdir = p.outdir or date_subfolder(queue.outputs_root, f"{job.kind}-images")
+        outdir = p.outdir or dated(state.output_folder(job.kind))
         if p.save_images:  # before any compute, as in-process jobs do
-            check_output_folder(outdir, shown_from=queue.outputs_root.parent)
+            check_output_folder(outdir, shown_from=state.flags.data_dir)
         extra = dict(p.extra_generation_params)
         if len(queue.workers) > 1:  # one worker: the infotext stays A1111's
             extra["Worker"] = self.id
