@@ -10,7 +10,8 @@ from pathlib import Path
 
 from webui import compat
 from webui.extensions.scripts import create_runners, loading
-from webui.state import Options, SharedState
+from webui.options import Options
+from webui.state import SharedState
 
 
 class FakeModels:

@@ -15,7 +15,8 @@ from tiny_models import make_tiny_model
 from webui.a1111_options import A1111_OPTIONS, API_RESTRICTED, inert_options
 from webui.api import register_api
 from webui.flags import parse_flags
-from webui.state import OPTION_DEFAULTS, Options, OptionsError, SharedState, checked_settings
+from webui.options import OPTION_DEFAULTS, Options, OptionsError, checked_settings
+from webui.state import SharedState
 
 SMALL = {"steps": 1, "width": 64, "height": 64, "prompt": "a fox"}
 
@@ -98,7 +99,7 @@ def test_stored_only_settings_are_named_on_the_settings_tab_not_shown_as_control
 
 def test_no_code_reads_a_setting_listed_as_stored_only():
     """A setting read somewhere in webui/ must not be named "no effect here": its reader declares it
-    (state.OPTION_DEFAULTS or a1111_options.READ_ELSEWHERE)."""
+    (options.OPTION_DEFAULTS or a1111_options.READ_ELSEWHERE)."""
     import re
     from pathlib import Path
 

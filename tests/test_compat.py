@@ -16,7 +16,7 @@ from PIL import Image
 import launch
 from script_helpers import load_extension, make_state, write_extension
 from webui import compat
-from webui.state import Options
+from webui.options import Options
 
 ROOT = Path(__file__).resolve().parents[1]
 

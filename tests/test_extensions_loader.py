@@ -15,7 +15,8 @@ from webui.app import create_app, load_flags
 from webui.extensions import installer, loader
 from webui.extensions.metadata import ScriptFile, order_scripts, parse_names
 from webui.flags import parse_flags
-from webui.state import Options, SharedState
+from webui.options import Options
+from webui.state import SharedState
 
 
 def user_names(extensions):

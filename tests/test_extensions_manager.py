@@ -12,7 +12,8 @@ from webui.extensions import manager
 from webui.extensions.installer import stamp_file
 from webui.extensions.loader import discover
 from webui.flags import parse_flags
-from webui.state import Options, SharedState
+from webui.options import Options
+from webui.state import SharedState
 
 INSTALL_PY = """\
 import launch  # the project's launch.py is importable, as in A1111

@@ -13,7 +13,8 @@ from webui.generation.denoiser import JobControl
 from webui.generation.params import ParamsError, Txt2ImgParams
 from webui.generation.batches import Processed
 from webui.jobs import JobQueue
-from webui.state import Options, SharedState
+from webui.options import Options
+from webui.state import SharedState
 
 
 class FakeModels:

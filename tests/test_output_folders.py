@@ -25,7 +25,8 @@ from webui.extensions.files import register_file_route
 from webui.flags import parse_flags
 from webui.generation.images import output_folder_problem
 from webui.jobs import JobQueue
-from webui.state import SharedState, output_folder
+from webui.options import output_folder
+from webui.state import SharedState
 
 SMALL = {"prompt": "a fox", "steps": 1, "width": 64, "height": 64, "seed": 5}
 BUILTIN = Path(__file__).resolve().parents[1] / "webui" / "extensions" / "builtin"

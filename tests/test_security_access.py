@@ -31,7 +31,8 @@ from webui.extensions.loader import start_extensions
 from webui.flags import parse_flags
 from webui.generation.params import Txt2ImgParams
 from webui.jobs import JobQueue
-from webui.state import Options, SharedState
+from webui.options import Options
+from webui.state import SharedState
 from webui.ui.common import Sessions, choose_setting
 
 CHROMIUM = "/usr/bin/chromium"

@@ -31,7 +31,8 @@ from webui.extensions.loader import start_extensions
 from webui.generation.denoiser import Interrupted, JobControl
 from webui.generation.params import Limits, Txt2ImgParams
 from webui.generation.processing import txt2img
-from webui.state import Options, SharedState
+from webui.options import Options
+from webui.state import SharedState
 from webui.ui.settings import load_warnings_html
 
 SMALL = {"prompt": "a cat", "steps": 2, "width": 64, "height": 64, "save_images": False}

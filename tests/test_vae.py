@@ -15,7 +15,8 @@ from webui.generation.params import Txt2ImgParams
 from webui.generation.processing import txt2img
 from webui.jobs import JobQueue
 from webui.models.vae import VaeNotFound, apply_vae, list_vaes, resolve_vae
-from webui.state import Options, SharedState
+from webui.options import Options
+from webui.state import SharedState
 
 
 def write_vae(path, seed, ldm=True):

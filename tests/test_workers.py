@@ -13,7 +13,8 @@ from webui.flags import parse_flags
 from webui.generation.batches import Processed
 from webui.generation.params import Txt2ImgParams
 from webui.jobs import JobQueue
-from webui.state import Options, SharedState
+from webui.options import Options
+from webui.state import SharedState
 from webui.workers import LocalWorker, Worker, WorkerLost, WorkerSetupError, workers_from_flags
 
 

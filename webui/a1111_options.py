@@ -4,7 +4,7 @@ A1111 clients read and write settings by name (`/sdapi/v1/options`, a request's 
 `p.override_settings`, extensions' `shared.opts`). Every key here exists in our Options, is listed by GET /options
 and is accepted (type- and choice-checked) by POST /options and by `override_settings`.
 
-The settings this WebUI acts on are `state.OPTION_DEFAULTS` (ours win where both name a key). The rest are
+The settings this WebUI acts on are `options.OPTION_DEFAULTS` (ours win where both name a key). The rest are
 *stored only*: kept in config.json and answered with their value so that clients and extensions keep working, but
 nothing here reads them (`inert_options()` lists them; the Settings tab shows that list under its own heading and
 never as working controls). A key that is in neither place is unknown and refused, as A1111 refuses it.
@@ -186,7 +186,7 @@ A1111_CHOICES: dict[str, tuple[str, ...]] = {
 API_RESTRICTED = frozenset({"api_enable_requests", "api_forbid_local_requests", "api_useragent"})
 
 
-# A1111 settings our code reads outside state.OPTION_DEFAULTS: A1111's own code paths as we provide them to
+# A1111 settings our code reads outside options.OPTION_DEFAULTS: A1111's own code paths as we provide them to
 # extensions (webui/compat: the Save button's folders, `images.save_image`'s naming), and features that read
 # A1111's keys where they are used (interrogate, face restoration, tiling). A new reader adds its keys here;
 # tests/test_a1111_settings.py fails while code reads a key this module calls stored-only.
@@ -204,5 +204,5 @@ READ_ELSEWHERE = frozenset({
 
 def inert_options(acting: set[str] | dict) -> list[str]:
     """The A1111 keys stored but not acted on here: those neither among `acting` (the settings our code reads:
-    state.OPTION_DEFAULTS) nor in READ_ELSEWHERE."""
+    options.OPTION_DEFAULTS) nor in READ_ELSEWHERE."""
     return sorted(key for key in A1111_OPTIONS if key not in acting and key not in READ_ELSEWHERE)

@@ -181,7 +181,7 @@ def _params(cls, args: argparse.Namespace, model, **given):
 def _generate(function, kind: str, model, params, data_dir: str, lora_dir: str | None = None, embeddings=None) -> int:
     from .generation.decoding import NansError
     from .networks import LoraLibrary
-    from .state import Options, output_folder
+    from .options import Options, output_folder
 
     data = Path(data_dir)
     networks = LoraLibrary(Path(lora_dir) if lora_dir else data / "models" / "Lora", data / "cache.json")

@@ -31,7 +31,8 @@ from .generation.img2img import img2img
 from .generation.batches import ModelUsed, Processed
 from .generation.processing import txt2img
 from .models.model import SDModel
-from .state import OptionsError, SharedState, checked_settings
+from .options import OptionsError, checked_settings
+from .state import SharedState
 from .workers import WorkerLost, same_checkpoint
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ MAX_TASK_ID = 200  # characters; a client's force_task_id is kept in that memory
 
 def checked_overrides(overrides: dict[str, Any] | None, known: dict[str, Any] | None = None) -> dict[str, Any]:
     """The `override_settings` entries, checked as Options checks a stored value (type, range, choices:
-    state.option_problem). With `known` (Options.defaults()) a key that is no setting is refused, as in A1111;
+    options.option_problem). With `known` (Options.defaults()) a key that is no setting is refused, as in A1111;
     without, only A1111's and our keys are kept. A bad value is an OptionsError naming the key."""
     return checked_settings(overrides, "override_settings", known)
 
@@ -104,7 +105,7 @@ class JobQueue:
 
     @property
     def outputs_root(self) -> Path:
-        """The data dir's outputs folder; images go where the settings say (state.output_folder)."""
+        """The data dir's outputs folder; images go where the settings say (options.output_folder)."""
         return self.state.flags.data_dir / "outputs"
 
     def _check_outputs(self) -> None:

@@ -16,7 +16,8 @@ from ..generation.img2img import Img2ImgParams
 from ..generation.params import Limits, ParamsError, Txt2ImgParams
 from ..generation.processing import VERSION
 from ..jobs import Job, checked_overrides
-from ..state import OptionsError, SharedState
+from ..options import OptionsError
+from ..state import SharedState
 from ..styles import apply_styles
 from .common import decode_image, encode_png, known_checkpoint
 from .models import Img2ImgRequest, Txt2ImgRequest

@@ -17,7 +17,8 @@ from ..a1111_options import API_RESTRICTED
 from ..flags import SECRET_FLAGS
 from ..generation.samplers import SAMPLERS, SCHEDULERS
 from ..generation.upscalers import LATENT_UPSCALE_MODES, upscaler_names
-from ..state import OptionsError, SharedState
+from ..options import OptionsError
+from ..state import SharedState
 from .common import known_checkpoint
 from ..styles import load_styles
 

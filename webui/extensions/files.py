@@ -17,7 +17,7 @@ from pathlib import Path
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import FileResponse
 
-from ..state import output_folders
+from ..options import output_folders
 
 
 def allowed_roots(state) -> list[Path]:

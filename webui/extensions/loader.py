@@ -110,7 +110,7 @@ def _enable_settings(state, flags) -> tuple[set[str], str]:
     if options is not None:
         values = options.as_dict()
     else:
-        from ..state import OPTION_DEFAULTS, option_problem, read_settings_file
+        from ..options import OPTION_DEFAULTS, option_problem, read_settings_file
 
         settings = Path(flags.ui_settings_file) if flags.ui_settings_file else Path(flags.data_dir) / "config.json"
         stored, _ = read_settings_file(settings)  # Options reports the file's problems when it reads it

@@ -344,7 +344,7 @@ def _extend(result: GenerationResult, part: GenerationResult) -> None:
 def _known(overrides: dict | None) -> dict:
     """The override_settings our settings know, checked as the API checks a request's (scripts may set any A1111
     key; others are ignored; a bad value, such as an X/Y/Z clip skip of 1000, fails the job as the user's error)."""
-    from ..state import checked_settings
+    from ..options import checked_settings
 
     return checked_settings(overrides, "override_settings")
 
@@ -366,7 +366,7 @@ def run_job(state, tab: str, params, script_args: list | None, control: JobContr
     """One txt2img/img2img job: p from the typed params, the tab's scripts, then A1111's order:
     setup, the selected script's run() or process_images(p) (before_process, process, the
     batches, postprocess). Images land in `result` batch by batch, as the job goes. `samples_dir`, `grids_dir`:
-    the settings' folders (state.output_folder), p.outpath_samples and p.outpath_grids as in A1111."""
+    the settings' folders (options.output_folder), p.outpath_samples and p.outpath_grids as in A1111."""
     result = result if result is not None else GenerationResult()
     runner = runner_for(state, tab)
     cls = StableDiffusionProcessingImg2Img if tab == "img2img" else StableDiffusionProcessingTxt2Img

@@ -161,7 +161,7 @@ def img2img(model: SDModel, p: Img2ImgParams, control: JobControl | None = None,
             outputs_root: Path = Path("outputs"), networks: LoraLibrary | None = None,
             embeddings=None, hooks: GenerationHooks | None = None, result: Processed | None = None,
             samples_dir: Path | None = None) -> Processed:
-    """`samples_dir`: the folder the settings name for these images (state.output_folder), saved in its <date>
+    """`samples_dir`: the folder the settings name for these images (options.output_folder), saved in its <date>
     subfolder unless `p.outdir` is given; None: `outputs_root`/img2img-images.
     `embeddings`: textual inversion (networks.embeddings.ModelEmbeddings for this model), or None.
     LoRA (webui/networks) and `hooks` (extension scripts): as in txt2img."""

@@ -16,7 +16,8 @@ import gradio as gr
 from ..auth import ui_caller
 from ..generation.infotext import parse_infotext
 from ..generation.samplers import sampler_names, scheduler_labels
-from ..state import OptionsError, SharedState
+from ..options import OptionsError
+from ..state import SharedState
 from . import icons
 
 POLL_SECONDS = 0.25

@@ -17,7 +17,8 @@ import gradio as gr
 from ..auth import ui_caller
 from ..extensions import manager
 from ..extensions.loader import DISABLE_ALL_CHOICES, Extension
-from ..state import OptionsError, SharedState
+from ..options import OptionsError
+from ..state import SharedState
 
 RESTART_JS = "(signal) => { if (signal === 'restart') window.webuiReloadAfterRestart?.(); return []; }"
 

@@ -19,7 +19,8 @@ from ..generation.conditioning import EMPHASIS_MODES
 from ..generation.rng import SOURCES
 from ..a1111_options import inert_options
 from ..networks.hypernet_network import hypernetwork_library
-from ..state import OPTION_DEFAULTS, OptionsError, SharedState
+from ..options import OPTION_DEFAULTS, OptionsError
+from ..state import SharedState
 from . import gradio_compat, icons
 from .ui_components import ToolButton
 

@@ -18,7 +18,7 @@ import time
 from ..generation.batches import Processed
 from ..generation.images import check_output_folder, dated, save_image
 from ..generation.params import Limits, ParamsError
-from ..state import OptionsError
+from ..options import OptionsError
 from . import Worker, WorkerLost, WorkerSetupError
 from .remote import GenerationActor, WorkOrder
 

@@ -39,7 +39,8 @@ class GenerationActor:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # offline, as the front is
         import torch
 
-        from ..state import ModelManager, Options, SharedState
+        from ..options import Options
+        from ..state import ModelManager, SharedState
 
         if threads:
             torch.set_num_threads(threads)
