@@ -8,16 +8,8 @@ import pytest
 from PIL import Image
 
 from webui.generation import images
-from webui.generation.images import (
-    FilenameInfo,
-    apply_filename_pattern,
-    date_subfolder,
-    next_sequence_number,
-    read_infotext,
-    sanitize_filename_part,
-    save_image,
-    user_comment_exif,
-)
+from webui.generation.filenames import FilenameInfo, apply_filename_pattern, sanitize_filename_part
+from webui.generation.images import date_subfolder, next_sequence_number, read_infotext, save_image, user_comment_exif
 
 INFOTEXT = (
     "a cat, 日本語 and ünïcödé\n"

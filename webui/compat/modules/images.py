@@ -13,7 +13,8 @@ from webui.extensions.hooks import ScriptHooks
 from webui.generation import grids
 from webui.generation import images as ours
 from webui.generation.grids import GridAnnotation, draw_grid_annotations, draw_prompt_matrix  # noqa: F401
-from webui.generation.images import read_infotext, sanitize_filename_part  # noqa: F401
+from webui.generation.filenames import apply_filename_pattern, sanitize_filename_part  # noqa: F401
+from webui.generation.images import read_infotext  # noqa: F401
 from webui.generation.masks import flatten as _flatten
 from webui.generation.masks import resize_image  # noqa: F401  (A1111's (mode, image, width, height))
 
@@ -60,7 +61,7 @@ def save_image(image, path, basename, seed=None, prompt=None, extension="png", i
     if save_to_dirs is None:
         save_to_dirs = bool(opts.grid_save_to_dirs) if grid else bool(opts.save_to_dirs) and not no_prompt
     if save_to_dirs:
-        folder = ours.apply_filename_pattern(opts.directories_filename_pattern or "[prompt_words]",
+        folder = apply_filename_pattern(opts.directories_filename_pattern or "[prompt_words]",
                                              seed=seed, prompt=prompt, image=image)
         path = Path(path) / folder.lstrip(" ").rstrip("\\ /")
     forced = Path(path) / f"{forced_filename}.{extension}" if forced_filename else None
