@@ -8,7 +8,8 @@ extensions and users' scripts.
 from .attention import BREAK, attention_runs, parse_prompt_attention
 from .composable import get_multicond_prompt_list, split_and
 from .extra_networks import ExtraNetwork, extract_extra_networks, parse_extra_networks
-from .prompt import PromptPart, PromptSchedule, ScheduledText, bracket_depth, old_timelines_differ, parse_prompt
+from .prompt import (PromptPart, PromptSchedule, ScheduledText, and_parts, bracket_depth, old_timelines_differ,
+                     parse_prompt, weight_outside)
 from .scheduling import Timeline, get_learned_conditioning_prompt_schedules, prompt_schedule
 from .styles import apply_styles_to_prompt, merge_prompts
 
@@ -19,6 +20,7 @@ __all__ = [
     "PromptSchedule",
     "ScheduledText",
     "Timeline",
+    "and_parts",
     "apply_styles_to_prompt",
     "attention_runs",
     "bracket_depth",
@@ -32,4 +34,5 @@ __all__ = [
     "parse_prompt_attention",
     "prompt_schedule",
     "split_and",
+    "weight_outside",
 ]

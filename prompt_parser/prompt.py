@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .attention import BREAK, attention_runs
 from .composable import split_and
 from .extra_networks import ExtraNetwork, extract_extra_networks
 from .scheduling import Timeline, prompt_schedule
@@ -64,6 +66,12 @@ class PromptSchedule:
         """`(text, weight)` of each AND part at denoiser call `call` (see text_at)."""
         return tuple((part.text_at(call), part.weight) for part in self.parts)
 
+    def weight_outside(self, bound: float) -> tuple[str, float] | None:
+        """The first `(text, weight)` whose weight is outside -bound..bound (or NaN), among the emphasis
+        runs of every scheduled text and the AND parts' weights; None when all are inside."""
+        return _outside(bound, ((part.schedule[-1].text, part.weight, [entry.text for entry in part.schedule])
+                                for part in self.parts))
+
 
 def parse_prompt(
     prompt: str,
@@ -108,6 +116,36 @@ def bracket_depth(prompt: str) -> int:
         elif match.group() in ")]":
             depth = max(depth - 1, 0)
     return deepest
+
+
+def and_parts(prompt: str) -> int:
+    """How many AND parts a (positive) prompt has: each is one more UNet row per step. Servers bound this
+    (webui's --max-prompt-parts)."""
+    return len(split_and(extract_extra_networks(prompt)[0]))
+
+
+def weight_outside(prompt: str, bound: float, negative: bool = False) -> tuple[str, float] | None:
+    """The first `(text, weight)` outside -bound..bound (or NaN) in the prompt as written, without a
+    schedule: emphasis weights multiplied through nesting, and (for a positive prompt) the AND parts'
+    weights. Prompt editing and alternation are read as they stand, their brackets as `[ ]` (which
+    only lowers weights), so no step count is needed; `PromptSchedule.weight_outside` checks the texts
+    of a schedule exactly. Servers refuse huge weights: they overflow the conditioning into NaNs."""
+    if negative:
+        return _outside(bound, [(prompt, 1.0, [prompt])])
+    return _outside(bound, ((piece.strip(), weight, [piece])
+                            for piece, weight in split_and(extract_extra_networks(prompt)[0])))
+
+
+def _outside(bound: float, parts: Iterable[tuple[str, float, list[str]]]) -> tuple[str, float] | None:
+    """Over (a part's text, its weight, its texts to read emphasis from): the first weight not within bound."""
+    for name, part_weight, texts in parts:
+        if not abs(part_weight) <= bound:  # `not <=`: NaN (0 x inf from nested weights) is outside too
+            return name, part_weight
+        for text in texts:
+            for run, weight in attention_runs(text):
+                if (run, weight) != BREAK and not abs(weight) <= bound:
+                    return run, weight
+    return None
 
 
 def old_timelines_differ(prompt: str, base_steps: int, hires_steps: int | None = None) -> bool:

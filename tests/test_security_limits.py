@@ -111,6 +111,9 @@ def assert_no_job_ran(server: Server) -> None:
     ({"negative_prompt": "x" * 20_001}, "--max-prompt-length"),
     ({"prompt": "(" * 9_000 + "a" + ")" * 9_000}, "--max-prompt-nesting"),
     ({"prompt": "[a:" * 2_000 + "b" + ":0.5]" * 2_000}, "--max-prompt-nesting"),
+    ({"prompt": "a AND " * 3_300}, "--max-prompt-parts"),  # 3,301 UNet rows per step
+    ({"prompt": "a AND " * 32 + "b"}, "has 33 AND parts; at most 32"),
+    ({"enable_hr": True, "hr_prompt": "a AND " * 32 + "b"}, "hr_prompt has 33 AND parts"),
     ({"width": 8192, "height": 8192}, "--max-pixels"),
     ({"width": 1024, "height": 1024, "enable_hr": True, "hr_scale": 4}, "--max-pixels"),  # the hires result
     ({"enable_hr": True, "hr_resize_x": 4096, "hr_resize_y": 4096}, "--max-pixels"),
@@ -133,15 +136,43 @@ def test_5_unbounded_work_is_refused_before_it_runs(server, http, fields, flag):
     assert_no_job_ran(server)
 
 
+def test_5_the_prompts_people_write_still_run(server, http):
+    """The AND-part limit and the weight bound refuse nothing real: 32 parts run, a negative prompt is not split at
+    AND (A1111's rule) so its ANDs are not counted, and the weights of real prompts pass."""
+    fields = {"prompt": "a cat :1.5 AND " * 31 + "a dog :-0.5",
+              "negative_prompt": "blurry AND " * 40 + "(worst quality:-1.5), (" * 20 + "ugly" + ")" * 20}
+    r = http.post("/sdapi/v1/txt2img", json={**SMALL, **fields})
+    assert r.status_code == 200, r.text[:500]
+    real = "(masterpiece:1.2), best quality, [cat:dog:0.5], [a|b], (((detailed))) BREAK [[soft]], (x:[1:9:1])"
+    r = http.post("/sdapi/v1/txt2img", json={**SMALL, "prompt": real, "negative_prompt": "(" * 48 + "a" + ")" * 48})
+    assert r.status_code == 200, r.text[:500]
+
+
+def test_5_a_weight_that_prompt_editing_assembles_fails_before_the_unet(server, http, monkeypatch):
+    """Validation reads the prompt as written; the engine checks the texts it really encodes, before any UNet call:
+    "(cat:[:1000:1])" reads "(cat:1000)" from step 2 on."""
+    model = server.state.models.current()
+    counting = CountingUNet(model.unet)
+    monkeypatch.setattr(model, "unet", counting)
+    assert http.post("/sdapi/v1/txt2img", json={**SMALL, "prompt": "(cat:[:10:1])"}).status_code == 200
+    assert counting.calls > 0  # this model's UNet is the one the jobs run
+    calls = counting.calls
+    r = http.post("/sdapi/v1/txt2img", json={**SMALL, "prompt": "(cat:[:1000:1])"})
+    assert r.status_code == 400 and "prompt gives 'cat' a weight of 1000" in r.json()["detail"], r.text[:500]
+    assert counting.calls == calls
+
+
 def test_5_limits_are_the_admins_to_raise(tmp_path):
     add_model(tmp_path)
     srv = Server(tmp_path, "--ckpt", "tiny", "--max-steps", "200", "--max-pixels", str(64 * 72),
-                 "--max-prompt-length", "30000")
+                 "--max-prompt-length", "30000", "--max-prompt-parts", "40")
     try:
         with srv.client() as http:
             assert srv.state.flags.max_steps == 200 and Limits.from_flags(srv.state.flags).steps == 200
             long_prompt = "a" + " " * 25_000 + "cat"  # 25,004 characters, few tokens
             r = http.post("/sdapi/v1/txt2img", json={**SMALL, "steps": 160, "prompt": long_prompt})
+            assert r.status_code == 200, r.text[:500]
+            r = http.post("/sdapi/v1/txt2img", json={**SMALL, "prompt": "a AND " * 39 + "b"})  # 40 parts
             assert r.status_code == 200, r.text[:500]
             r = http.post("/sdapi/v1/txt2img", json={**SMALL, "width": 72, "height": 72})  # lowered as well
             assert r.status_code == 400 and "at most 4608 are allowed (--max-pixels)" in r.json()["detail"]
@@ -337,6 +368,12 @@ def test_6_extension_settings_are_checked_when_read(tmp_path):
     ({"seed": 2**64 - 1, "batch_size": 2}, "seed"),  # the second image's seed would overflow
     ({"seed": 10**400}, "seed"),
     ({"prompt": "(" * 20_000}, "prompt"),
+    # Huge weights made the UNet's output NaN, and the job failed late with the NaN-check message.
+    ({"prompt": "a (cat:1000000)"}, "prompt gives 'cat' a weight of 1e+06"),
+    ({"negative_prompt": "((ugly:-20):20)"}, "negative_prompt gives 'ugly' a weight of -400"),
+    ({"prompt": "((cat:0):" + "9" * 400 + ")"}, "prompt gives 'cat' a weight of nan"),  # 0 x inf
+    ({"prompt": "a cat:500 AND a dog"}, "prompt gives 'a cat' a weight of 500"),  # an AND part's weight
+    ({"enable_hr": True, "hr_prompt": "(" * 49 + "cat" + ")" * 49}, "hr_prompt gives 'cat' a weight of 106.7"),
     ({"override_settings": {"eta_ancestral": NAN}}, "eta_ancestral"),
     ({"override_settings": {"CLIP_stop_at_last_layers": 1000}}, "CLIP_stop_at_last_layers"),
     ({"override_settings": {"samples_format": "exe"}}, "samples_format"),

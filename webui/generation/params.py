@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prompt_parser import bracket_depth
+from prompt_parser import and_parts, bracket_depth, weight_outside
 
 
 class ParamsError(ValueError):
@@ -25,6 +25,9 @@ class Limits:
 
     prompt_length: int = 20_000  # characters per prompt; encoding cost grows with it (75-token chunks)
     prompt_nesting: int = 50  # bracket depth; 1.1**50 ~ 117x emphasis is already far past any real prompt
+    # AND parts per prompt: each is one more UNet row per step (a batch of 8 at 32 parts is 264 rows). Regional
+    # prompting and composable diffusion use 2 to 10; a 20,000-character prompt could hold ~4,000.
+    prompt_parts: int = 32
     pixels: int = 2048 * 2048  # per image (the hires result included), also for seed_resize_from
     images: int = 800  # batch_size * n_iter
     steps: int = 150  # steps and hires steps
@@ -41,6 +44,7 @@ class Limits:
 LIMIT_FLAGS = {
     "prompt_length": "most characters in one prompt",
     "prompt_nesting": "deepest nesting of ( and [ in a prompt",
+    "prompt_parts": "most AND parts in one prompt (each is one more UNet row per step)",
     "pixels": "most pixels (width x height) of one image, the hires result included",
     "images": "most images per request (batch size x batch count)",
     "steps": "most sampling steps (and hires steps)",
@@ -48,6 +52,17 @@ LIMIT_FLAGS = {
 SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch's generators take; each image's seed must stay inside
 MAX_CLIP_SKIP = 12  # A1111's slider; SD1's text encoder has 12 layers
 MAX_SIDE = 8192  # pixels per side, whatever the pixel limit
+# Emphasis and AND-part weights bound: huge ones overflow the conditioning into NaNs (fp16 ends at 65504), and
+# far before that only give noise. Real prompts stay within about -2..5; 48 nested ( ) still pass (1.1**48 ~ 97).
+MAX_WEIGHT = 100
+
+
+def weight_problem(name: str, found: tuple[str, float]) -> str:
+    """The message for a weight outside -MAX_WEIGHT..MAX_WEIGHT: the field, the text and its weight."""
+    text, weight = found
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return (f"{name} gives {text!r} a weight of {weight:g}; weights (emphasis such as (text:1.2), nested "
+            f"brackets multiplied, and an AND part's :weight) must be between -{MAX_WEIGHT} and {MAX_WEIGHT}")
 
 
 def number_problem(name: str, value, low: float, high: float, allow_inf: bool = False) -> str | None:
@@ -267,7 +282,8 @@ class Txt2ImgParams:
         return problems
 
     def _prompt_problems(self) -> list[str]:
-        """Each prompt's length, then its bracket nesting (--max-prompt-length, --max-prompt-nesting)."""
+        """Each prompt's length, its bracket nesting, its AND parts (--max-prompt-length, --max-prompt-nesting,
+        --max-prompt-parts), then its weights (MAX_WEIGHT)."""
         limits = self.limits
         texts = {"prompt": [self.prompt], "negative_prompt": [self.negative_prompt], "hr_prompt": [self.hr_prompt],
                  "hr_negative_prompt": [self.hr_negative_prompt]}
@@ -275,6 +291,7 @@ class Txt2ImgParams:
             texts[name] = getattr(self, name) or []
         problems = []
         for name, values in texts.items():
+            positive = "negative" not in name  # a negative prompt is not split at AND (A1111's rule)
             seen = set()
             for text in values:
                 if not isinstance(text, str):
@@ -287,6 +304,11 @@ class Txt2ImgParams:
                 elif (depth := bracket_depth(text)) > limits.prompt_nesting:
                     problems.append(f"{name} nests brackets {depth} deep; at most {limits.prompt_nesting} levels "
                                     f"are allowed (--max-prompt-nesting)")
+                elif positive and (parts := and_parts(text)) > limits.prompt_parts:
+                    problems.append(f"{name} has {parts} AND parts; at most {limits.prompt_parts} are allowed "
+                                    f"(--max-prompt-parts)")
+                elif (found := weight_outside(text, MAX_WEIGHT, negative=not positive)) is not None:
+                    problems.append(weight_problem(name, found))
                 else:
                     seen.add(text)
                     continue

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from prompt_parser import ExtraNetwork, PromptPart, parse_prompt
 
 from .conditioning import Conditioning, EncodeOptions, PromptEncoder
+from .params import MAX_WEIGHT, ParamsError, weight_problem
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,10 @@ def encode_prompts(
         if prompt in results:
             continue
         schedule = parse_prompt(prompt, steps, hires_steps, old_timelines=old_timelines, negative=negative)
+        # Validation read the prompt as written; these are the texts the job really runs (prompt editing
+        # can assemble a weight, and scripts may have changed the prompts since).
+        if (found := schedule.weight_outside(MAX_WEIGHT)) is not None:
+            raise ParamsError(weight_problem("negative_prompt" if negative else "prompt", found))
         parts = []
         for part in schedule.parts:
             texts = tuple(entry.text for entry in part.schedule)
