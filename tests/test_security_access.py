@@ -443,3 +443,46 @@ def test_the_login_page_works_without_the_api_description(shared):
             expect(page.locator("#extensions_access")).to_contain_text("Only admins can manage extensions")
         finally:
             browser.close()
+
+
+def test_only_admins_write_the_shared_styles(shared, users):
+    """With a login and --admin-users, bob can apply styles but not save or overwrite them, whatever the page
+    shows: the Gradio event itself refuses, and tells him why."""
+    url, state, data, _, _ = shared
+    ann, bob = users
+    styles = data / "styles.csv"
+    ann.call("/save_current", "house", "a house", "ugly", [])  # the admin saves one
+    before = styles.read_text(encoding="utf-8")
+    assert "house,a house,ugly" in before
+    for name in ("house", "bobs"):  # overwrite one, add one
+        r = bob.http.post("/gradio_api/call/save_current", json={"data": [name, "bob's prompt", "", []]})
+        events = bob.http.get(f"/gradio_api/call/save_current/{r.json()['event_id']}").text
+        assert events.startswith("event: error") and "Only admins can save styles" in events and "logged in as bob" in events, events
+    assert styles.read_text(encoding="utf-8") == before
+    # Applying the admin's style is everyone's.
+    with httpx.Client(base_url=url, auth=("bob", "bpw"), timeout=120) as api:
+        r = api.post("/sdapi/v1/txt2img", json={"prompt": "x", "styles": ["house"], "steps": 1, "width": 64,
+                                                "height": 64, "save_images": False})
+        assert r.status_code == 200, r.text[:300]
+        assert json.loads(r.json()["info"])["prompt"] == "x, a house"
+
+
+@pytest.mark.parametrize("flags, may", [
+    ([], True),  # no login: A1111's behaviour, everyone
+    (["--gradio-auth", "ann:apw,bob:bpw"], True),  # a login, no admins: every user, as before
+    (["--gradio-auth", "ann:apw,bob:bpw", "--admin-users", "ann"], False),
+    (["--api-auth", "ann:apw,bob:bpw", "--admin-users", "ann"], False),
+])
+def test_who_writes_styles(tmp_path, flags, may):
+    from webui.styles import StylesRefused, read_styles, save_style
+
+    state = SharedState(parse_flags(["--data-dir", str(tmp_path), *flags]), None, None)
+    save_style(state, "ann's", "a", "b", Caller("ann") if "--admin-users" in flags else Caller())
+    if may:
+        save_style(state, "bob's", "c", "d", Caller("bob"))
+    else:
+        with pytest.raises(StylesRefused, match="Only admins can save styles.*logged in as bob"):
+            save_style(state, "bob's", "c", "d", Caller("bob"))
+        with pytest.raises(StylesRefused, match="not logged in"):
+            save_style(state, "ann's", "c", "d")
+    assert list(read_styles(state)) == ["ann's", "bob's"][:2 if may else 1]

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from prompt_parser import apply_styles_to_prompt
 
+from .auth import Caller
 from .generation.params import ParamsError
 from .state import SharedState
 
@@ -139,8 +140,27 @@ def apply_styles(state: SharedState, names: list[str], prompt: str, negative_pro
             apply_styles_to_prompt(negative_prompt, [styles[n]["negative_prompt"] for n in names]))
 
 
-def save_style(state: SharedState, name: str, prompt: str, negative_prompt: str) -> None:
-    """Add or replace a style, keeping the others and their order; written atomically."""
+class StylesRefused(PermissionError):
+    """The caller may apply styles but not write styles.csv; the message says why."""
+
+
+def write_refusal(state: SharedState, caller: Caller) -> str | None:
+    """Why `caller` may not write styles.csv, or None if they may. The file is everyone's: with a login
+    and --admin-users, only admins write it. With a login and no admins every user still may (A1111's
+    behaviour; naming admins is how a shared server locks it); without a login, everyone, as in A1111."""
+    access = state.access
+    if not access.login_required or not access.admins or caller.user in access.admins:
+        return None
+    who = f"you are logged in as {caller.user}" if caller.user else "you are not logged in"
+    return (f"Only admins can save styles, which everyone shares ({who}; admins are named by --admin-users). "
+            "You can still apply the saved styles.")
+
+
+def save_style(state: SharedState, name: str, prompt: str, negative_prompt: str, caller: Caller = Caller()) -> None:
+    """Add or replace a style, keeping the others and their order; written atomically. Raises
+    StylesRefused when `caller` (default: anonymous) may not write styles (write_refusal)."""
+    if (refusal := write_refusal(state, caller)) is not None:
+        raise StylesRefused(refusal)
     name = name.strip()
     if not name:
         raise ParamsError("a style needs a name")

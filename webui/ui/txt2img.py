@@ -10,8 +10,9 @@ import gradio as gr
 from ..generation.params import SAME_SAMPLER, SAME_SCHEDULER, Limits, ParamsError, Txt2ImgParams
 from ..generation.samplers import sampler_names, scheduler_labels
 from ..generation.upscalers import upscaler_names
+from ..auth import ui_caller
 from ..state import SharedState
-from ..styles import StylesFile, apply_styles, load_styles, save_style
+from ..styles import StylesFile, StylesRefused, apply_styles, load_styles, save_style
 from .common import (Controls, OutputPanel, Sessions, error_html, numeric_params, output_panel, sampler_controls,
                      seed_controls, size_batch_cfg_controls)
 from .extra_networks import extra_networks
@@ -66,9 +67,11 @@ def style_controls(state: SharedState, controls: Controls, tab: str) -> gr.Dropd
         note = gr.update(value=styles_problems_note(found), visible=bool(found.problems))
         return gr.update(choices=list(found.styles), **dropdown), note
 
-    def save_current(style_name, prompt, negative_prompt, chosen):
+    def save_current(style_name, prompt, negative_prompt, chosen, request: gr.Request):
         try:
-            save_style(state, style_name, prompt, negative_prompt)
+            save_style(state, style_name, prompt, negative_prompt, ui_caller(request))  # checks the role
+        except StylesRefused as error:  # an error, not a warning: Gradio's API callers see it too
+            raise gr.Error(str(error)) from None
         except (ParamsError, OSError) as error:
             gr.Warning(str(error))
         return reread(value=chosen)
