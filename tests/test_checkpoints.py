@@ -30,7 +30,8 @@ from webui.families.sd_detection import (
     probe_prediction_type,
 )
 from webui.models.discovery import find_checkpoint, list_checkpoints, with_hash
-from webui.models.loading import CheckpointError, ModelSlot, load_checkpoint, unload
+from webui.models.loading import ModelSlot, load_checkpoint, unload
+from webui.models.weights import CheckpointError
 from webui.families import FAMILIES, scaled_linear_alphas_cumprod
 
 

@@ -21,7 +21,8 @@ from webui.generation.infotext import parse_infotext
 from webui.generation.params import ParamsError, Txt2ImgParams
 from webui.generation.processing import txt2img
 from webui.generation.samplers import FlowSchedule
-from webui.models.loading import CheckpointError, load_checkpoint
+from webui.models.loading import load_checkpoint
+from webui.models.weights import CheckpointError
 
 KINDS = tuple(BUILDERS)
 FAMILY_OF = {"sd3": SD3, "flux": FLUX, "flux-schnell": FLUX, "chroma": CHROMA, "zimage": ZIMAGE, "flux-fill": FLUX}

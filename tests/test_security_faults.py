@@ -25,7 +25,7 @@ from webui.flags import parse_flags
 from webui.generation import images
 from webui.generation.params import ParamsError
 from webui.models.discovery import CheckpointInfo
-from webui.models.loading import CheckpointError, checkpoint_problem
+from webui.models.weights import CheckpointError, checkpoint_problem
 from webui.state import SharedState
 from webui.styles import load_styles, parse_styles, save_style
 

@@ -115,7 +115,8 @@ def _load_model(args: argparse.Namespace):
 
     from .devices import choose_devices
     from .models.discovery import available_checkpoints, find_checkpoint
-    from .models.loading import CheckpointError, load_checkpoint
+    from .models.loading import load_checkpoint
+    from .models.weights import CheckpointError
     from .runtime import RuntimeOptions, apply_attention_flags, prepare
 
     data_dir = Path(args.data_dir)

@@ -24,10 +24,9 @@ from .generation.params import GenerationSettings
 from .models.discovery import (
     CheckpointInfo, CheckpointNotFound, available_checkpoints, find_checkpoint, with_hash,
 )
-from .models.loading import (
-    CheckpointError, ModelSlot, checkpoint_defaults, checkpoint_family, checkpoint_problem, family_defaults,
-)
+from .models.loading import ModelSlot, checkpoint_defaults, checkpoint_family, family_defaults
 from .models.model import SDModel
+from .models.weights import CheckpointError, checkpoint_problem
 from .options import DIRECTORY_OPTIONS, Options, output_folder
 
 log = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from typing import Callable
 import torch
 
 from .discovery import CheckpointInfo, with_hash
-from .loading import CheckpointError, read_state_dict
+from .weights import CheckpointError, read_state_dict
 
 METHODS = ("No interpolation", "Weighted sum", "Add difference")
 FORMATS = ("safetensors", "ckpt")

@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from .hashes import sha256 as file_sha256
-from .loading import CheckpointError, _filled, read_state_dict
+from .loading import _filled
+from .weights import CheckpointError, read_state_dict
 from .model import SDModel
 
 log = logging.getLogger(__name__)
