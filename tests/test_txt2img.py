@@ -185,3 +185,13 @@ def test_nans_fail_the_job_with_advice_unless_the_check_is_off(part):
         txt2img(model, params(steps=2))
     kept = txt2img(model, params(steps=2, settings=GenerationSettings(nan_check=False)))
     assert len(kept.images) == 1  # --disable-nan-check: the (broken) image is returned as before
+
+
+def test_s_tmax_zero_means_no_upper_bound_as_in_a1111(sd1):
+    # A client that sends A1111's default s_tmax 0 with churn gets churn at every sigma, not none at all.
+    def pixels(**given):
+        return np.asarray(txt2img(sd1, params(**{"sampler_name": "Heun", "s_churn": 5.0, **given})).images[0]).astype(int)
+
+    unbounded = pixels()
+    assert (pixels(s_tmax=0.0) == unbounded).all()
+    assert (pixels(s_churn=0.0) != unbounded).any()  # the churn does change the image

@@ -120,6 +120,10 @@ class SamplerExtras:
     s_tmax: float = float("inf")
     s_noise: float = 1.0
 
+    def __post_init__(self):
+        if self.s_tmax == 0:  # A1111's "sigma tmax" 0 means no upper bound (its default, and its API's)
+            self.s_tmax = float("inf")
+
 
 def run_pass(
     model: SDModel,
