@@ -8,6 +8,8 @@
 4. login throttling (UI /login and HTTP Basic) per user name and per address, on an injected clock.
 """
 
+import asyncio
+import base64
 import json
 import os
 import threading
@@ -486,3 +488,63 @@ def test_who_writes_styles(tmp_path, flags, may):
         with pytest.raises(StylesRefused, match="not logged in"):
             save_style(state, "ann's", "c", "d")
     assert list(read_styles(state)) == ["ann's", "bob's"][:2 if may else 1]
+
+
+# -- WebSockets: an extension's @app.websocket route is behind the login too ---------------------------------------
+WS_EXTENSION = '''\
+from fastapi import WebSocket
+from modules import script_callbacks
+
+
+def started(demo, app):
+    @app.websocket("/wsext/hello")
+    async def hello(websocket: WebSocket):
+        await websocket.accept()
+        await websocket.send_text(f"hello {websocket.state.user}")
+        await websocket.close()
+
+
+script_callbacks.on_app_started(started)
+'''
+
+
+def test_extension_websockets_need_a_login(tmp_path):
+    """Before, the guard was an "http" middleware: a WebSocket handshake passed it without credentials. Starlette's
+    TestClient speaks WebSocket to the whole app, middleware included (no WebSocket library is installed for a
+    real server here)."""
+    from starlette.testclient import TestClient, WebSocketDenialResponse
+
+    write(tmp_path / "extensions" / "wsext", {"scripts/ws.py": WS_EXTENSION})
+    flags, extensions = load_flags(["--data-dir", str(tmp_path), "--use-cpu", "all", "--gradio-auth", "ann:apw",
+                                    "--api-auth", "api:kpw"])
+    state = SharedState.create(flags)
+    start_extensions(state, extensions)
+    try:
+        client = TestClient(create_app(state))
+        for headers in ({}, {"authorization": "Basic " + base64.b64encode(b"ann:wrong").decode()}):
+            with pytest.raises(WebSocketDenialResponse) as denied:
+                with client.websocket_connect("/wsext/hello", headers=headers):
+                    pass
+            assert denied.value.status_code == 401 and "Log in first" in denied.value.text
+        for user, password in (("ann", "apw"), ("api", "kpw")):  # a UI or an API login, as for HTTP routes
+            credentials = base64.b64encode(f"{user}:{password}".encode()).decode()
+            with client.websocket_connect("/wsext/hello", headers={"authorization": f"Basic {credentials}"}) as ws:
+                assert ws.receive_text() == f"hello {user}"
+        assert client.post("/login", data={"username": "ann", "password": "apw"}).status_code == 200
+        with client.websocket_connect("/wsext/hello") as ws:  # the UI session cookie, as a page's script sends it
+            assert ws.receive_text() == "hello ann"
+        # A server without the denial-response extension (uvicorn's websockets) gets a close: a bare 403.
+        sent = []
+
+        async def receive():
+            return {"type": "websocket.connect"}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "websocket", "path": "/wsext/hello", "root_path": "", "headers": [], "query_string": b"",
+                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2), "scheme": "ws", "subprotocols": []}
+        asyncio.run(client.app(scope, receive, send))
+        assert sent == [{"type": "websocket.close", "code": 1008, "reason": ""}]
+    finally:
+        state.queue.stop()

@@ -290,7 +290,8 @@ def install_guard(app, access: Access) -> None:
     - our own routes (/sdapi, /internal, /docs, /redoc, /openapi.json, extensions' routes) need a
       UI session or HTTP Basic credentials (/sdapi then checks its own users again);
     - Gradio's /login is throttled per user name and client address;
-    - Gradio's pages go to anonymous visitors (the login form) without their API description.
+    - Gradio's pages go to anonymous visitors (the login form) without their API description;
+    - WebSocket handshakes to our routes (an extension's `@app.websocket`) need a login too (WebSocketGuard).
     """
 
     @app.middleware("http")
@@ -318,6 +319,8 @@ def install_guard(app, access: Access) -> None:
             return await _anonymous_page(await call_next(request))
         return await call_next(request)
 
+    app.add_middleware(WebSocketGuard, site=app, access=access)
+
     async def _login(request, call_next):
         length = request.headers.get("content-length", "")
         if not length.isdigit() or int(length) > MAX_LOGIN_BODY:  # the server frames the body by it
@@ -342,3 +345,31 @@ def install_guard(app, access: Access) -> None:
         page.raw_headers = [(k, v) for k, v in response.raw_headers if k.lower() != b"content-length"] + [
             (b"content-length", str(len(body)).encode())]
         return page
+
+
+class WebSocketGuard:
+    """The login check for WebSocket handshakes, which an "http" middleware never sees: with a login set,
+    a handshake to any route but Gradio's (which has its own login) needs a UI session cookie or HTTP
+    Basic credentials, as our HTTP routes do; the route finds the user in `websocket.state.user`."""
+
+    def __init__(self, app, site, access: Access):
+        self.app, self.site, self.access = app, site, access
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket" and self.access.login_required and _outside_gradio(self.site, scope):
+            from starlette.requests import HTTPConnection
+            from starlette.websockets import WebSocket
+
+            try:
+                user, refusal = self.access.any_user(HTTPConnection(scope)), None
+            except Throttled as error:
+                user, refusal = None, _throttled(error)
+            if user is None:
+                socket = WebSocket(scope, receive, send)
+                if "websocket.http.response" not in scope.get("extensions", {}):
+                    return await socket.close(1008)  # the server answers the handshake with a bare 403
+                return await socket.send_denial_response(refusal or _error(
+                    401, "Log in first: HTTP Basic credentials or a UI session are required",
+                    {"WWW-Authenticate": "Basic"}))
+            scope.setdefault("state", {})["user"] = user
+        await self.app(scope, receive, send)
