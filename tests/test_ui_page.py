@@ -138,7 +138,7 @@ def test_interrupt_and_skip_show_only_while_a_job_runs(server, page):
     set_slider(page, "txt2img_width", 64)
     set_slider(page, "txt2img_height", 64)
     set_slider(page, "txt2img_batch_count", 30)  # minutes of work if Interrupt did nothing
-    page.locator("#txt2img_generate").click()
+    page.locator("#txt2img_prompt textarea").press("Control+Enter")  # A1111's shortcut for Generate
 
     interrupt = page.locator("#txt2img_interrupt")
     expect(interrupt).to_be_visible()
@@ -147,6 +147,12 @@ def test_interrupt_and_skip_show_only_while_a_job_runs(server, page):
     for elem_id in ("txt2img_interrupt", "txt2img_skip"):
         widths = page.locator(f"#{elem_id}").evaluate("b => [b.scrollWidth, b.clientWidth]")
         assert widths[0] <= widths[1], f"{elem_id}'s label overflows: {widths}"
+    # Ctrl+Enter again while the job runs starts no second job.
+    url, state, data = server
+    page.locator("#txt2img_prompt textarea").press("Control+Enter")
+    page.wait_for_timeout(1000)
+    assert state.queue.pending() == []
+    expect(interrupt).to_be_visible()
     interrupt.click()
     expect(page.locator("#txt2img_generate")).to_be_visible(timeout=60_000)
     expect_idle(page, "txt2img")

@@ -309,6 +309,11 @@ class Sessions:
         self._jobs[(owner, tab)] = job.id
         return job
 
+    def busy(self, tab: str, request: gr.Request | None) -> bool:
+        """Whether this browser tab's last job in `tab` is still queued or running."""
+        job = self.state.queue.get(self._jobs.get((self.owner(request), tab), ""))
+        return job is not None and job.status in ("queued", "running")
+
     def choose(self, request: gr.Request | None, key: str, value) -> None:
         self._choices.setdefault(self.owner(request), {})[key] = value
 

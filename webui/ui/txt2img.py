@@ -161,6 +161,8 @@ def wire_generation(state: SharedState, sessions: Sessions, tab: str, kind: str,
     generate, interrupt, skip = buttons.generate, buttons.interrupt, buttons.skip
 
     def run(data: dict, request: gr.Request):
+        if sessions.busy(tab, request):  # Ctrl+Enter while Generate is hidden: one job per tab at a time
+            return
         try:
             params = make_params(state, data)
             params.limits = Limits.from_flags(state.flags)  # the server's (--max-*), checked before queueing
@@ -190,6 +192,26 @@ def wire_generation(state: SharedState, sessions: Sessions, tab: str, kind: str,
 
     interrupt.click(on_interrupt, None, None, concurrency_limit=None)
     skip.click(on_skip, None, None, concurrency_limit=None)
+
+
+# A1111's shortcut: Ctrl+Enter (Cmd+Enter) generates in the txt2img or img2img tab that shows; while that tab's
+# job runs its Generate button is hidden and the keys do nothing (`run` refuses a second job from the tab too).
+GENERATE_SHORTCUT_JS = """() => {
+    document.addEventListener("keydown", (event) => {
+        if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) return;
+        const panel = ["tab_txt2img", "tab_img2img"].map((id) => document.getElementById(id))
+            .find((tab) => tab && tab.offsetParent !== null);
+        const generate = panel && panel.querySelector("button[id$=_generate]");
+        if (!generate || generate.offsetParent === null) return;
+        event.preventDefault();
+        generate.click();
+    });
+    return [];
+}"""
+
+
+def generate_shortcut(demo: gr.Blocks) -> None:
+    demo.load(None, None, None, js=GENERATE_SHORTCUT_JS)
 
 
 def build(state: SharedState, sessions: Sessions) -> GenerationTab:
