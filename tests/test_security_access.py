@@ -441,6 +441,9 @@ def test_the_login_page_works_without_the_api_description(shared):
             page.locator("input[type=password]").fill("bpw")
             page.locator("button", has_text="Login").click()
             page.locator("#txt2img_prompt textarea").wait_for()
+            # bob may apply styles but not save them: no Save style panel for him (the server refuses anyway)
+            expect(page.locator("#txt2img_style_save_panel")).to_have_count(0)
+            expect(page.locator("#img2img_style_save_panel")).to_have_count(0)
             page.locator("#tab_extensions-button").click()
             expect(page.locator("#extensions_access")).to_contain_text("Only admins can manage extensions")
         finally:

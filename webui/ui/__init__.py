@@ -52,5 +52,6 @@ def _page(state: SharedState, hooks: ComponentHooks, extra_tabs: list) -> gr.Blo
         img2img.wire_send_to(i2i, i2i, tabs)
         png_info.wire_send_to(info, t2i, i2i, tabs)
         txt2img.generate_shortcut(demo)
+        txt2img.show_save_style_to_writers(state, demo, [t2i, i2i])
         icons.label_buttons(demo)  # last: it names the buttons made above
     return demo

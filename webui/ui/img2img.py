@@ -178,7 +178,7 @@ def build(state: SharedState, sessions: Sessions) -> Img2ImgTab:
 
     wire_generation(state, sessions, "img2img", "img2img", buttons, controls, panel, make_params, image_inputs,
                     scripts=scripts)
-    return Img2ImgTab(controls, panel, mode, mode_tabs, images, inpaint_options)
+    return Img2ImgTab(controls, panel, buttons.save_style, mode, mode_tabs, images, inpaint_options)
 
 
 def wire_send_to(source: GenerationTab, target: Img2ImgTab, tabs: gr.Tabs) -> None:

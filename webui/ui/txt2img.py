@@ -12,7 +12,7 @@ from ..generation.samplers import sampler_names, scheduler_labels
 from ..generation.upscalers import upscaler_names
 from ..auth import ui_caller
 from ..state import SharedState
-from ..styles import StylesFile, StylesRefused, apply_styles, load_styles, save_style
+from ..styles import StylesFile, StylesRefused, apply_styles, load_styles, save_style, write_refusal
 from .common import (Controls, OutputPanel, Sessions, error_html, numeric_params, output_panel, sampler_controls,
                      seed_controls, size_batch_cfg_controls)
 from .extra_networks import extra_networks
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 class GenerationTab:
     controls: Controls
     panel: OutputPanel
+    save_style: gr.Accordion  # shown only to who may write styles.csv (show_save_style_to_writers)
 
 
 @dataclass
@@ -33,6 +34,7 @@ class PromptButtons:
     interrupt: gr.Button
     skip: gr.Button
     styles: gr.Dropdown  # styles merged into the prompts when the job is submitted
+    save_style: gr.Accordion
 
 
 def prompt_row(state: SharedState, controls: Controls, tab: str) -> PromptButtons:
@@ -46,11 +48,11 @@ def prompt_row(state: SharedState, controls: Controls, tab: str) -> PromptButton
             with gr.Row():  # shown in Generate's place while a job runs (wire_generation)
                 interrupt = gr.Button("Interrupt", elem_id=f"{tab}_interrupt", min_width=60, visible=False)
                 skip = gr.Button("Skip", elem_id=f"{tab}_skip", min_width=60, visible=False)
-            styles = style_controls(state, controls, tab)
-    return PromptButtons(generate, interrupt, skip, styles)
+            styles, save_style = style_controls(state, controls, tab)
+    return PromptButtons(generate, interrupt, skip, styles, save_style)
 
 
-def style_controls(state: SharedState, controls: Controls, tab: str) -> gr.Dropdown:
+def style_controls(state: SharedState, controls: Controls, tab: str) -> tuple[gr.Dropdown, gr.Accordion]:
     """A1111's styles: pick saved ones (applied at Generate) or save the current prompts as one."""
     found = load_styles(state)
     styles = gr.Dropdown(list(found.styles), value=[], multiselect=True, label="Styles",
@@ -58,7 +60,7 @@ def style_controls(state: SharedState, controls: Controls, tab: str) -> gr.Dropd
     # What is wrong with styles.csv, under the picker: otherwise a lost style is only missing from the list.
     problems = gr.Markdown(styles_problems_note(found), visible=bool(found.problems),
                            elem_id=f"{tab}_styles_problems")
-    with gr.Accordion("Save style", open=False):
+    with gr.Accordion("Save style", open=False, elem_id=f"{tab}_style_save_panel") as save_panel:
         name = gr.Textbox(label="Style name", elem_id=f"{tab}_style_name")
         save = gr.Button("Save prompts as style", elem_id=f"{tab}_style_save")
 
@@ -79,7 +81,16 @@ def style_controls(state: SharedState, controls: Controls, tab: str) -> gr.Dropd
     save.click(save_current, [name, controls["prompt"], controls["negative_prompt"], styles], [styles, problems])
     # New choices only: sending the value back too could undo a pick made while this round trip ran.
     styles.focus(reread, None, [styles, problems])
-    return styles
+    return styles, save_panel
+
+
+def show_save_style_to_writers(state: SharedState, demo: gr.Blocks, tabs: list[GenerationTab]) -> None:
+    """Each page shows the Save style panels only to who may write styles.csv (styles.write_refusal); the
+    save handler checks again, whatever the page shows."""
+    def shown(request: gr.Request):
+        return [gr.update(visible=write_refusal(state, ui_caller(request)) is None)] * len(tabs)
+
+    demo.load(shown, None, [tab.save_style for tab in tabs])
 
 
 def styles_problems_note(found: StylesFile) -> str:
@@ -232,4 +243,4 @@ def build(state: SharedState, sessions: Sessions) -> GenerationTab:
             panel = output_panel("txt2img", seeds_holder)
     wire_generation(state, sessions, "txt2img", "txt2img", buttons, controls, panel,
                     lambda state, data: txt2img_params(state, controls.values(data)), scripts=scripts)
-    return GenerationTab(controls, panel)
+    return GenerationTab(controls, panel, buttons.save_style)
