@@ -93,10 +93,15 @@ def is_clip(keys: set[str]) -> bool:
     return any(k.endswith("embeddings.token_embedding.weight") for k in keys)
 
 
-def clip_width(path: Path) -> int | None:
-    key = next((k for k in keys_in(path) if k.endswith("embeddings.token_embedding.weight")), None)
+def embedding_width(path: Path, suffix: str) -> int | None:
+    """The width of a text encoder's token embedding: the first key ending in `suffix`, whatever its prefix."""
+    key = next((k for k in keys_in(path) if k.endswith(suffix)), None)
     shape = shape_in(path, key) if key else None
     return shape[1] if shape else None
+
+
+def clip_width(path: Path) -> int | None:
+    return embedding_width(path, "embeddings.token_embedding.weight")
 
 
 def t5_width(path: Path) -> int | None:
@@ -197,9 +202,7 @@ def is_qwen3(keys: set[str]) -> bool:
 
 
 def qwen3_width(path: Path) -> int | None:
-    key = next((k for k in keys_in(path) if k.endswith("embed_tokens.weight")), None)
-    shape = shape_in(path, key) if key else None
-    return shape[1] if shape else None
+    return embedding_width(path, "embed_tokens.weight")
 
 
 def qwen3_from_weights(state: dict, dtype: torch.dtype, what: str = "Qwen3 text encoder"):
